@@ -1,0 +1,379 @@
+"""The typed form of params.yaml: every knob of the pipeline, validated once before any work starts.
+
+Each pipeline section is one class; `load_params` is the single entry point. Unknown keys, wrong types
+and impossible values raise `ConfigError` naming the file and the dotted key, so a typo in
+params.yaml fails in a second instead of after an hour of training.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from babelflow.errors import ConfigError
+
+LANG_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- languages
+class LanguagesConfig(Section):
+    source: str = "en"
+    targets: list[str] = Field(min_length=1)
+    # Pairs kept out of train/meta; the adapt stage measures how fast each init learns them.
+    heldout: list[str] = Field(default_factory=list)
+
+    @field_validator("source")
+    @classmethod
+    def _lang(cls, v: str) -> str:
+        if not LANG_RE.match(v):
+            raise ValueError(f"not a language code: {v!r}")
+        return v
+
+    @field_validator("targets", "heldout")
+    @classmethod
+    def _langs(cls, v: list[str]) -> list[str]:
+        for code in v:
+            if not LANG_RE.match(code):
+                raise ValueError(f"not a language code: {code!r}")
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate language codes")
+        return v
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "LanguagesConfig":
+        overlap = set(self.targets) & set(self.heldout)
+        if overlap:
+            raise ValueError(f"languages both in targets and heldout: {sorted(overlap)}")
+        if self.source in self.targets or self.source in self.heldout:
+            raise ValueError("source language also listed as a target")
+        return self
+
+    @property
+    def all_targets(self) -> list[str]:
+        return list(self.targets) + list(self.heldout)
+
+    def pair(self, tgt: str) -> str:
+        return f"{self.source}-{tgt}"
+
+
+# ----------------------------------------------------------------------------------------------- collect
+class GettextSource(Section):
+    type: Literal["gettext"]
+    name: str = "gettext"
+    # Folders holding <lang>/LC_MESSAGES/*.mo; "system" and "python" expand to the machine's
+    # locale folders and to every installed package's catalogs.
+    search: list[str] = Field(default_factory=lambda: ["system", "python"])
+    paths: list[str] = Field(default_factory=list)  # explicit .mo/.po files or folders
+    domains: list[str] | None = None  # restrict to these catalog domains
+    licence: str | None = "per package (see each catalog's project); mostly GPL/LGPL/BSD"
+
+
+class AlignedSource(Section):
+    type: Literal["aligned"]
+    name: str
+    # Moses layout: <path>/<split>.<lang>; tsv/tatoeba/tmx: one file per split (or one file, split by hash).
+    format: Literal["moses", "tsv", "tatoeba", "tmx"] = "moses"
+    path: str
+    # split name in the pipeline -> file stem (moses) or file name (others). Missing dev/test => hash split.
+    splits: dict[Literal["train", "dev", "test"], str] = Field(default_factory=lambda: {"train": "train"})
+    licence: str | None = None
+
+
+class UrlSource(Section):
+    type: Literal["url"]
+    name: str
+    url: str
+    sha256: str | None = None
+    format: Literal["moses", "tsv", "tatoeba", "tmx", "opus-moses-zip"] = "opus-moses-zip"
+    # For archives: which members hold which split/lang; free-form, interpreted by the url source.
+    members: dict[str, str] = Field(default_factory=dict)
+    retries: int = Field(default=4, ge=0, le=20)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_bytes: int = Field(default=2_000_000_000, gt=0)
+    licence: str | None = None
+
+
+class SacrebleuSource(Section):
+    type: Literal["sacrebleu"]
+    name: str
+    test_set: str  # e.g. "wmt14"
+    split: Literal["dev", "test"] = "test"
+    licence: str | None = None
+
+
+SourceConfig = Annotated[
+    Union[GettextSource, AlignedSource, UrlSource, SacrebleuSource], Field(discriminator="type")
+]
+
+
+class SplitConfig(Section):
+    # Fractions of distinct English source strings (by hash, shared by every target language).
+    dev: float = Field(default=0.02, ge=0, lt=0.5)
+    test: float = Field(default=0.03, ge=0, lt=0.5)
+    salt: str = "babelflow"
+
+
+class CollectConfig(Section):
+    sources: list[SourceConfig] = Field(min_length=1)
+    split: SplitConfig = SplitConfig()
+    max_pairs: int | None = Field(default=None, gt=0)  # cap per pair on train, after dedup of exact pairs
+    on_error: Literal["fail", "skip"] = "fail"
+    cache_dir: str = "data/cache"  # downloads; outside DVC outs so a rerun does not download again
+
+
+# ------------------------------------------------------------------------------------------------- clean
+class CleanConfig(Section):
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"
+    unescape_html: bool = True
+    strip_markup: bool = True
+    strip_accelerators: bool = True
+    placeholder_agreement: bool = True
+    min_tokens: int = Field(default=1, ge=0)
+    max_tokens: int = Field(default=80, gt=0)
+    max_token_chars: int = Field(default=40, gt=0)
+    max_length_ratio: float = Field(default=3.0, gt=1)
+    ratio_min_tokens: int = Field(default=4, ge=1)  # the ratio test only applies to longer pairs
+    number_agreement: bool = True
+    script_min_share: float = Field(default=0.5, ge=0, le=1)
+    langid: bool = True
+    langid_min_prob: float = Field(default=0.5, ge=0, le=1)
+    langid_min_chars: int = Field(default=25, ge=0)  # shorter strings are too short to identify
+    drop_copies: bool = True
+    dedup: bool = True
+    workers: int = Field(default=0, ge=0)  # 0 = all cores
+    chunk_lines: int = Field(default=20_000, gt=0)
+    examples_per_filter: int = Field(default=3, ge=0)
+    on_error: Literal["fail", "skip"] = "skip"
+
+
+# --------------------------------------------------------------------------------------------- tokenizer
+class TokenizerConfig(Section):
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    vocab_size: int = Field(default=8000, ge=100)
+    character_coverage: float = Field(default=0.9995, gt=0, le=1)
+    temperature: float = Field(default=5.0, ge=1)  # language sampling T for the training mix
+    sample_sentences: int = Field(default=200_000, gt=0)
+    byte_fallback: bool = True
+    max_placeholders: int = Field(default=10, ge=0, le=100)
+
+
+# ------------------------------------------------------------------------------------------------- model
+class TransformerConfig(Section):
+    d_model: int = Field(default=256, gt=0)
+    ffn_dim: int = Field(default=1024, gt=0)
+    heads: int = Field(default=4, gt=0)
+    encoder_layers: int = Field(default=3, gt=0)
+    decoder_layers: int = Field(default=3, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    attention_dropout: float = Field(default=0.0, ge=0, lt=1)
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = Field(default=512, gt=0)
+    tie_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TransformerConfig":
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
+        return self
+
+
+class RNNConfig(Section):
+    cell: Literal["gru", "lstm"] = "gru"
+    embed_dim: int = Field(default=256, gt=0)
+    hidden_dim: int = Field(default=256, gt=0)
+    encoder_layers: int = Field(default=1, gt=0)
+    decoder_layers: int = Field(default=1, gt=0)
+    attention: Literal["bahdanau", "luong-dot", "luong-general"] = "bahdanau"
+    input_feeding: bool = True
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    tie_embeddings: bool = True
+
+
+class ModelConfig(Section):
+    arch: Literal["transformer", "rnn"] = "transformer"
+    transformer: TransformerConfig = TransformerConfig()
+    rnn: RNNConfig = RNNConfig()
+
+
+# ------------------------------------------------------------------------------------------------- train
+class TrainConfig(Section):
+    max_tokens: int = Field(default=4096, gt=0)  # target tokens per batch (before accumulation)
+    accumulate: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=2000, gt=0)
+    lr: float = Field(default=7e-4, gt=0)
+    warmup_steps: int = Field(default=400, ge=0)
+    schedule: Literal["inverse_sqrt", "cosine", "constant"] = "inverse_sqrt"
+    weight_decay: float = Field(default=0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    clip_norm: float = Field(default=1.0, ge=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    max_len: int = Field(default=128, gt=0)  # pieces per side; longer pairs are skipped by the loader
+    checkpoint_every: int = Field(default=500, gt=0)
+    keep_checkpoints: int = Field(default=3, ge=1)
+    validate_every: int = Field(default=500, gt=0)
+    dev_bleu_sentences: int = Field(default=200, ge=0)
+    early_stopping_metric: Literal["dev_loss", "dev_bleu"] = "dev_loss"
+    early_stopping_patience: int = Field(default=0, ge=0)  # validations without improvement; 0 = off
+    average_last: int = Field(default=1, ge=1)
+    resume: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True  # autocast on CUDA only; CPU stays fp32 for bit-for-bit reproducibility
+    compile: bool = False
+    threads: int = Field(default=0, ge=0)  # torch intra-op threads on CPU; 0 = all cores
+    temperature: float = Field(default=1.0, ge=1)  # language sampling T for the training mix
+
+
+# -------------------------------------------------------------------------------------------------- meta
+class MetaConfig(Section):
+    enabled: bool = True
+    algorithm: Literal["fomaml", "reptile", "maml"] = "reptile"
+    init: Literal["scratch", "train"] = "train"  # meta-train from random init or from the train stage
+    meta_steps: int = Field(default=300, gt=0)
+    tasks_per_step: int = Field(default=4, gt=0)
+    inner_steps: int = Field(default=3, gt=0)
+    inner_lr: float = Field(default=1e-3, gt=0)
+    inner_optimizer: Literal["sgd", "adam"] = "adam"
+    outer_lr: float = Field(default=1.0, gt=0)  # Reptile: interpolation factor; MAML: Adam lr
+    support_tokens: int = Field(default=1024, gt=0)
+    query_tokens: int = Field(default=1024, gt=0)
+    temperature: float = Field(default=1.0, ge=1)
+    checkpoint_every: int = Field(default=100, gt=0)
+    resume: bool = True
+
+
+class AdaptConfig(Section):
+    enabled: bool = True
+    k: list[int] = Field(default_factory=lambda: [100, 500, 1000])
+    steps: int = Field(default=200, gt=0)
+    lr: float = Field(default=3e-4, gt=0)
+    max_tokens: int = Field(default=2048, gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [1])
+    inits: list[Literal["scratch", "transfer", "meta"]] = Field(
+        default_factory=lambda: ["scratch", "transfer", "meta"]
+    )
+    eval_sentences: int = Field(default=0, ge=0)  # 0 = the whole held-out test split
+
+    @field_validator("k")
+    @classmethod
+    def _k_positive(cls, v: list[int]) -> list[int]:
+        if not v or any(k <= 0 for k in v):
+            raise ValueError("k must be a non-empty list of positive sentence counts")
+        return sorted(set(v))
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+class ExternalTestSet(Section):
+    name: str
+    tgt: str  # target language
+    sacrebleu: str | None = None  # a sacrebleu test set name
+    src_path: str | None = None
+    ref_path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ExternalTestSet":
+        if (self.sacrebleu is None) == (self.src_path is None):
+            raise ValueError("give either sacrebleu: or src_path:+ref_path:")
+        if self.src_path is not None and self.ref_path is None:
+            raise ValueError("src_path needs ref_path")
+        return self
+
+
+class EvaluateConfig(Section):
+    beam_size: int = Field(default=4, ge=1)
+    length_penalty: float = Field(default=1.0, ge=0)
+    max_length_ratio: float = Field(default=2.0, gt=0)
+    batch_sentences: int = Field(default=64, gt=0)
+    max_sentences: int = Field(default=0, ge=0)  # 0 = whole test split
+    examples: int = Field(default=5, ge=0)
+    external: list[ExternalTestSet] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- release
+class ReleaseConfig(Section):
+    name: str = "babelflow-model"
+    version: str = "0.0.0-dev"
+    remote: str = "localremote"
+    intended_use: str = (
+        "Research and prototyping of translation for software UI strings; not for high-stakes use."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not re.match(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", v):
+            raise ValueError(f"not a semantic version: {v!r}")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+class ScheduleConfig(Section):
+    cron: str | None = None
+    timezone: str = "UTC"
+    deployment: str = "babelflow-nightly"
+
+
+# -------------------------------------------------------------------------------------------------- root
+class Params(Section):
+    seed: int = 1234
+    languages: LanguagesConfig
+    collect: CollectConfig
+    clean: CleanConfig = CleanConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    meta: MetaConfig = MetaConfig()
+    adapt: AdaptConfig = AdaptConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    release: ReleaseConfig = ReleaseConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def parse_params(data: Any, path: str | Path = "<params>") -> Params:
+    """Validate an already-loaded mapping; errors name `path` and each offending dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            # Discriminated unions put the tag in the location ("sources.0.gettext.paths"); keep it,
+            # it tells the user which source type was assumed.
+            key = _format_loc(tuple(err["loc"]))
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{path}: {key}: {msg}")
+        raise ConfigError("invalid params:\n  " + "\n  ".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from None
+    return parse_params(data, path)

@@ -1,0 +1,103 @@
+"""What every stage module shares: where artifacts live and how a stage is started from the CLI."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from babelflow.config import Params, load_params
+from babelflow.errors import BabelflowError
+
+log = logging.getLogger("babelflow")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The artifact layout of one pipeline run, relative to a project root (dvc.yaml mirrors it)."""
+
+    root: Path = Path(".")
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def raw(self) -> Path:
+        return self.data / "raw"
+
+    @property
+    def clean(self) -> Path:
+        return self.data / "clean"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.data / "tokenizer"
+
+    @property
+    def train(self) -> Path:
+        return self.data / "train"
+
+    @property
+    def meta(self) -> Path:
+        return self.data / "meta"
+
+    @property
+    def adapt(self) -> Path:
+        return self.data / "adapt"
+
+    @property
+    def eval(self) -> Path:
+        return self.data / "eval"
+
+    @property
+    def release(self) -> Path:
+        return self.data / "release"
+
+    @property
+    def cache(self) -> Path:
+        return self.data / "cache"
+
+    def checkpoints(self, stage: str) -> Path:
+        # Declared `persist: true, cache: false` in dvc.yaml: survives a killed run so it can resume.
+        return self.data / "checkpoints" / stage
+
+    def metrics(self, stage: str) -> Path:
+        return self.data / "metrics" / f"{stage}.json"
+
+    def plots(self, stage: str) -> Path:
+        return self.data / "plots" / stage
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("BABELFLOW_LOG", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def stage_main(name: str, run: Callable[[Params, Paths], object]) -> None:
+    """CLI entry for `python -m tasks.<name>`: validated params first, then the stage.
+
+    A BabelflowError (bad input, bad config) ends with exit code 2 and a one-paragraph message
+    instead of a traceback: it is the user's to fix, not a bug.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
+    args = parser.parse_args()
+    setup_logging()
+    try:
+        params = load_params(args.params)
+        t0 = time.monotonic()
+        log.info("stage %s: start", name)
+        run(params, Paths(Path(args.root)))
+        log.info("stage %s: done in %.1fs", name, time.monotonic() - t0)
+    except BabelflowError as exc:
+        print(f"babelflow {name}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
