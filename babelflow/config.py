@@ -83,6 +83,7 @@ class AlignedSource(Section):
     path: str
     # split name in the pipeline -> file stem (moses) or file name (others). Missing dev/test => hash split.
     splits: dict[Literal["train", "dev", "test"], str] = Field(default_factory=lambda: {"train": "train"})
+    lang: str | None = None  # target language of a two-column TSV
     licence: str | None = None
 
 

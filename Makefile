@@ -1,0 +1,27 @@
+# The two commands of the README. Each sets up .venv on its own (scripts/bootstrap.sh).
+VENV ?= .venv
+# Prefect stays local and quiet: its own home in the project, no telemetry, no update checks.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+export DVC_NO_ANALYTICS ?= 1
+
+.PHONY: setup run flow test schedule
+
+setup:
+	@bash scripts/bootstrap.sh
+
+# The whole default pipeline (gettext catalogs of this machine, no internet) through DVC.
+run: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc metrics show
+
+# The same pipeline as a Prefect flow (same stages, same dvc.lock).
+flow: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m flows.pipeline .
+
+schedule: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m flows.schedule --cron "$${CRON:-0 3 * * *}" --root .
+
+test: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m pytest -n 2 --timeout 900 tests

@@ -1,0 +1,90 @@
+"""Training checkpoints: weights as safetensors, everything else needed to continue exactly
+(optimizer, step, RNG states, data position) in a state file loaded with `weights_only=True`,
+so opening a checkpoint never unpickles arbitrary objects.
+
+Layout: `<ckpt_dir>/step_00001234/{model.safetensors,state.pt}`, each folder written atomically.
+"""
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_model
+from torch import nn
+
+from babelflow.errors import IntegrityError
+from babelflow.io import atomic_dir
+
+STEP_RE = re.compile(r"^step_(\d{8})$")
+
+
+def rng_state() -> dict:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [
+        p for p in ckpt_dir.iterdir()
+        if STEP_RE.match(p.name) and (p / "model.safetensors").is_file() and (p / "state.pt").is_file()
+    ]
+    return sorted(found, key=lambda p: int(STEP_RE.match(p.name).group(1)))
+
+
+def save_checkpoint(ckpt_dir: str | Path, step: int, model: nn.Module, state: dict, keep: int) -> Path:
+    target = Path(ckpt_dir) / f"step_{step:08d}"
+    with atomic_dir(target) as tmp:
+        # save_model (not save_file) copes with tied embeddings, which share storage.
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+    for old in checkpoints(ckpt_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, device: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    try:
+        load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
+        return torch.load(path / "state.pt", map_location=device, weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise IntegrityError(f"{path}: unreadable checkpoint ({exc}); delete it to start over") from None
+
+
+def average_weights(paths: list[Path], model: nn.Module) -> None:
+    """Load into `model` the element-wise mean of the checkpoints' weights."""
+    total: dict[str, torch.Tensor] = {}
+    for p in paths:
+        for name, tensor in load_file(str(p / "model.safetensors")).items():
+            total[name] = total[name] + tensor.double() if name in total else tensor.double()
+    own = model.state_dict()
+    avg = {name: (t / len(paths)).to(own[name].dtype) for name, t in total.items()}
+    # Names missing here are aliases of tied weights that save_model wrote once.
+    model.load_state_dict(avg, strict=False)

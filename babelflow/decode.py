@@ -1,0 +1,225 @@
+"""Batched greedy and beam-search decoding for any `Seq2Seq`, and `translate` for raw text.
+
+Beam search follows fairseq's bookkeeping: each step takes the 2K best extensions of the K live
+beams; EOS candidates among the first K are finished hypotheses, the best K non-EOS candidates
+continue. A sentence is done once it has K finished hypotheses (or reaches its max length, where
+the live beams are forced to end). Finished hypotheses are ranked with the GNMT length penalty
+score / ((5 + |y|) / 6) ** alpha, |y| counting the EOS; alpha = 0 ranks by raw log-probability.
+The maximum target length is ceil(max_length_ratio * source_length) + 5 per sentence.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from babelflow.models.base import Seq2Seq
+from babelflow.specials import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # without BOS and EOS
+    score: float  # length-penalised log-probability
+    logprob: float  # raw log-probability (EOS included)
+
+
+class SourceTokenizer(Protocol):
+    def encode_source(self, text: str, tgt_lang: str) -> tuple[list[int], Any]: ...
+
+    def decode(self, ids: Sequence[int], mapping: Any = ...) -> str: ...
+
+
+def gnmt_penalty(length: int, alpha: float) -> float:
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src: Tensor, max_length_ratio: float, model: Seq2Seq) -> list[int]:
+    src_lens = src.ne(model.pad_id).sum(1).tolist()
+    cap = getattr(model, "max_positions", None)
+    out = [math.ceil(max_length_ratio * n) + 5 for n in src_lens]
+    return [min(n, cap) for n in out] if cap else out
+
+
+def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0) -> list[list[int]]:
+    """Argmax decoding; the reference beam search must reproduce with beam_size=1."""
+    with torch.inference_mode():
+        B = src.size(0)
+        limits = torch.tensor(max_lengths(src, max_length_ratio, model), device=src.device)
+        enc = model.encode(src)
+        state = model.init_state(enc)
+        prev = torch.full((B,), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros(B, dtype=torch.bool, device=src.device)
+        out: list[Tensor] = []
+        for t in range(int(limits.max())):
+            logp, state = model.decode_step(prev, state, enc)
+            # At the length limit the only allowed token is EOS, as in beam search.
+            at_limit = limits.eq(t + 1)
+            logp[at_limit] = float("-inf")
+            logp[at_limit, EOS_ID] = 0.0
+            tok = logp.argmax(-1).masked_fill(done, PAD_ID)
+            out.append(tok)
+            done |= tok.eq(EOS_ID)
+            if bool(done.all()):
+                break
+            prev = tok
+        toks = torch.stack(out, 1).tolist()
+    return [_strip(row) for row in toks]
+
+
+def _strip(row: list[int]) -> list[int]:
+    if EOS_ID in row:
+        row = row[: row.index(EOS_ID)]
+    return [t for t in row if t != PAD_ID]
+
+
+def beam_search_nbest(
+    model: Seq2Seq,
+    src: Tensor,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    max_length_ratio: float = 2.0,
+    nbest: int = 1,
+) -> list[list[Hypothesis]]:
+    """For each source row, the `nbest` best hypotheses (best first); nbest <= beam_size."""
+    if beam_size < 1 or not 1 <= nbest <= beam_size:
+        raise ValueError(f"need 1 <= nbest ({nbest}) <= beam_size ({beam_size})")
+    with torch.inference_mode():
+        device = src.device
+        B, K = src.size(0), beam_size
+        limits = max_lengths(src, max_length_ratio, model)
+        enc = model.encode(src)
+        enc = enc.index_select(torch.arange(B, device=device).repeat_interleave(K))
+        state = model.init_state(enc)
+        scores = torch.full((B, K), float("-inf"), device=device)
+        scores[:, 0] = 0.0  # all beams start identical: keep one so the first step yields K distinct ones
+        tokens = torch.full((B * K, 1), BOS_ID, dtype=torch.long, device=device)
+        finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+        done = [False] * B
+        offsets = (torch.arange(B, device=device) * K)[:, None]
+        for step in range(max(limits)):
+            logp, state = model.decode_step(tokens[:, -1], state, enc)
+            V = logp.size(-1)
+            logp = logp.view(B, K, V)
+            at_limit = torch.tensor([limits[b] == step + 1 for b in range(B)], device=device)
+            if bool(at_limit.any()):
+                logp[at_limit] = float("-inf")
+                logp[at_limit, :, EOS_ID] = 0.0
+            cand = (scores[:, :, None] + logp).view(B, K * V)
+            n_cand = min(2 * K, K * V)
+            cand_scores, cand_idx = cand.topk(n_cand, dim=1)
+            cand_beam, cand_tok = cand_idx // V, cand_idx % V
+            is_eos = cand_tok.eq(EOS_ID) & torch.isfinite(cand_scores)
+
+            # Finished hypotheses: EOS among the first K candidates of a sentence not yet done.
+            eos_rows, eos_cols = torch.nonzero(is_eos[:, :K], as_tuple=True)
+            if eos_rows.numel():
+                hist = tokens.tolist()
+                for b, c, beam, sc in zip(
+                    eos_rows.tolist(), eos_cols.tolist(),
+                    cand_beam[eos_rows, eos_cols].tolist(), cand_scores[eos_rows, eos_cols].tolist(),
+                ):
+                    if done[b] or len(finished[b]) >= K:
+                        continue
+                    toks = hist[b * K + beam][1:]
+                    finished[b].append(Hypothesis(toks, sc / gnmt_penalty(len(toks) + 1, length_penalty), sc))
+            for b in range(B):
+                if not done[b] and (len(finished[b]) >= K or limits[b] <= step + 1):
+                    done[b] = True
+            if all(done):
+                break
+
+            # Live beams: the K best non-EOS candidates (stable order keeps ties deterministic).
+            rank = torch.arange(n_cand, device=device)[None].expand(B, -1) + is_eos.long() * n_cand
+            keep = rank.topk(K, dim=1, largest=False).indices.sort(dim=1).values
+            scores = cand_scores.gather(1, keep)
+            # A non-EOS candidate can itself be -inf (tiny vocabularies); it stays dead.
+            sel_beam = cand_beam.gather(1, keep)
+            sel_tok = cand_tok.gather(1, keep)
+            sel_tok = torch.where(torch.isfinite(scores), sel_tok, torch.full_like(sel_tok, PAD_ID))
+            scores = scores.masked_fill(cand_tok.gather(1, keep).eq(EOS_ID), float("-inf"))
+            flat = (offsets + sel_beam).view(-1)
+            tokens = torch.cat([tokens.index_select(0, flat), sel_tok.view(-1, 1)], dim=1)
+            state = model.reorder_state(state, flat)
+
+        results = []
+        for b in range(B):
+            hyps = finished[b]
+            if not hyps:  # only if every path died; return the best live prefix rather than nothing
+                row = int(scores[b].argmax())
+                toks = [t for t in tokens[b * K + row, 1:].tolist() if t not in (PAD_ID, EOS_ID)]
+                hyps = [Hypothesis(toks, float(scores[b, row]), float(scores[b, row]))]
+            hyps = sorted(hyps, key=lambda h: h.score, reverse=True)
+            results.append(hyps[:nbest])
+    return results
+
+
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    max_length_ratio: float = 2.0,
+) -> list[list[int]]:
+    """The best hypothesis per source row, as token ids without BOS/EOS."""
+    return [h[0].tokens for h in beam_search_nbest(model, src, beam_size, length_penalty, max_length_ratio)]
+
+
+def pad_batch(rows: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+    return out.to(device)
+
+
+def translate_ids(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    max_length_ratio: float = 2.0,
+    batch_sentences: int = 64,
+) -> list[list[int]]:
+    """Decode id sequences in length-sorted batches (less padding), returned in input order."""
+    if not sources:
+        return []
+    device = next(model.parameters()).device
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
+    out: list[list[int] | None] = [None] * len(sources)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_sentences):
+            idx = order[start : start + batch_sentences]
+            src = pad_batch([sources[i] for i in idx], device)
+            if beam_size == 1:
+                hyps = greedy(model, src, max_length_ratio)
+            else:
+                hyps = beam_search(model, src, beam_size, length_penalty, max_length_ratio)
+            for i, h in zip(idx, hyps):
+                out[i] = h
+    finally:
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def translate(
+    model: Seq2Seq,
+    tokenizer: SourceTokenizer,
+    sentences: Sequence[str],
+    tgt_lang: str,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    max_length_ratio: float = 2.0,
+    batch_sentences: int = 64,
+) -> list[str]:
+    """Translate raw sentences into `tgt_lang` (selected by the tag the tokenizer prepends)."""
+    encoded = [tokenizer.encode_source(s, tgt_lang) for s in sentences]
+    ids = translate_ids(
+        model, [e[0] for e in encoded], beam_size, length_penalty, max_length_ratio, batch_sentences
+    )
+    return [tokenizer.decode(h, e[1]) for h, e in zip(ids, encoded)]

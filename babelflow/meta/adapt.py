@@ -1,0 +1,204 @@
+"""The adapt experiment: how well does each init learn a held-out pair from K examples?
+
+For every held-out language, K and seed, the same K training pairs (a seeded draw; smaller K are
+prefixes of larger ones for one seed) fine-tune three inits with the same budget: random (scratch),
+the multilingual train model (transfer) and the meta-learned init (meta). Each is scored on the
+held-out pair's test split. Nothing is selected on test: the step budget is fixed in params.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from babelflow.config import Params
+from babelflow.errors import InputError
+from babelflow.meta.algorithms import autocast_for
+from babelflow.meta.train import resolve_device, seed_all
+
+_log = logging.getLogger("babelflow.adapt")
+INITS = ("scratch", "transfer", "meta")
+
+
+def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
+    """K examples drawn with `seed`; for one seed a smaller K is a prefix of a larger one."""
+    order = list(range(len(examples)))
+    random.Random(f"adapt:{seed}").shuffle(order)
+    return [examples[i] for i in order[:k]]
+
+
+def finetune(
+    model: nn.Module,
+    examples: Sequence[Any],
+    steps: int,
+    lr: float,
+    max_tokens: int,
+    seed: int,
+    label_smoothing: float = 0.0,
+    clip_norm: float = 1.0,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> float:
+    """`steps` AdamW updates on token batches of `examples` (cycling epochs); returns the last loss."""
+    from babelflow.data import TokenBatcher
+    from babelflow.loss import token_cross_entropy
+
+    torch.manual_seed(seed)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    batches = iter(TokenBatcher(list(examples), max_tokens, shuffle=True, seed=seed, infinite=True))
+    loss_value = float("nan")
+    for _ in range(steps):
+        batch = next(batches).to(device)
+        with autocast_for(device, bf16):
+            logits = model(batch.src, batch.tgt_in)
+        loss = token_cross_entropy(logits, batch.tgt_out, label_smoothing) / max(1, batch.ntokens)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        opt.step()
+        loss_value = float(loss.detach())
+    model.eval()
+    return loss_value
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def adapt_experiment(
+    params: Params,
+    clean_dir: str | Path,
+    tokenizer: Any,
+    train_dir: str | Path | None,
+    meta_dir: str | Path | None,
+    log: logging.Logger | None = None,
+) -> dict:
+    """Run the experiment; returns the content of results.json (see module docstring)."""
+    from babelflow.data import load_examples, read_parallel
+    from babelflow.decode import translate
+    from babelflow.metrics import score
+    from babelflow.models import build_model, load_model
+
+    log = log or _log
+    cfg, ev = params.adapt, params.evaluate
+    device = resolve_device(params.train.device, params.train.threads)
+    sources = {"transfer": train_dir, "meta": meta_dir}
+    for init in cfg.inits:
+        if init in sources and (sources[init] is None or not (Path(sources[init]) / "model.json").is_file()):
+            raise InputError(sources[init] or f"data/{init}", f"adapt init {init!r} needs this model")
+    if not params.languages.heldout:
+        raise InputError("params.yaml", "adapt needs at least one languages.heldout language")
+
+    results: dict = {"languages": {}, "signatures": {}, "budget": {
+        "steps": cfg.steps, "lr": cfg.lr, "max_tokens": cfg.max_tokens, "optimizer": "AdamW",
+        "seeds": list(cfg.seeds), "device": str(device), "beam_size": ev.beam_size,
+    }, "summary": []}
+    t0 = time.monotonic()
+    for lang in params.languages.heldout:
+        pair = params.languages.pair(lang)
+        pool = load_examples(clean_dir, pair, "train", tokenizer, params.train.max_len)
+        if not pool:
+            raise InputError(Path(clean_dir) / pair / "train.src", "held-out pair has no training examples")
+        test = read_parallel(Path(clean_dir) / pair / "test.src", Path(clean_dir) / pair / "test.tgt")
+        if cfg.eval_sentences:
+            test = test[: cfg.eval_sentences]
+        if not test:
+            raise InputError(Path(clean_dir) / pair / "test.src", "held-out pair has an empty test split")
+        srcs, refs = [s for s, _ in test], [t for _, t in test]
+        per_k: dict = {}
+        for k in cfg.k:
+            row: dict = {"k_used": min(k, len(pool))}
+            for init in cfg.inits:
+                bleus, chrfs, losses = [], [], []
+                for seed in cfg.seeds:
+                    seed_all(seed)
+                    if init == "scratch":
+                        model = build_model(params.model, tokenizer.vocab_size)
+                    else:
+                        model = load_model(sources[init], device)
+                    train_set = pick_k(pool, k, seed)
+                    losses.append(finetune(
+                        model, train_set, cfg.steps, cfg.lr, cfg.max_tokens, seed,
+                        params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
+                    ))
+                    with torch.no_grad():
+                        hyps = translate(model, tokenizer, srcs, lang, beam_size=ev.beam_size,
+                                         length_penalty=ev.length_penalty,
+                                         max_length_ratio=ev.max_length_ratio,
+                                         batch_sentences=ev.batch_sentences)
+                    s = score(hyps, refs, lang)
+                    results["signatures"].setdefault(lang, s["signatures"])
+                    bleus.append(round(s["bleu"], 4))
+                    chrfs.append(round(s["chrf"], 4))
+                    log.info("adapt %s K=%d %s seed=%d: BLEU %.2f chrF++ %.2f", pair, k, init, seed,
+                             s["bleu"], s["chrf"])
+                    del model
+                bm, bs = _stats(bleus)
+                cm, cs = _stats(chrfs)
+                row[init] = {"bleu_mean": round(bm, 4), "bleu_std": round(bs, 4), "chrf_mean": round(cm, 4),
+                             "chrf_std": round(cs, 4), "bleu": bleus, "chrf": chrfs, "seeds": list(cfg.seeds),
+                             "final_train_loss": [round(x, 5) for x in losses]}
+            if "meta" in row and "transfer" in row:
+                delta = round(row["meta"]["bleu_mean"] - row["transfer"]["bleu_mean"], 4)
+                row["meta_minus_transfer_bleu"] = delta
+                row["meta_beats_transfer"] = delta > 0
+                results["summary"].append(
+                    f"{pair} K={k}: meta {row['meta']['bleu_mean']:.2f} vs transfer "
+                    f"{row['transfer']['bleu_mean']:.2f} BLEU ({delta:+.2f}): "
+                    + ("meta-learning helps" if delta > 0 else "meta-learning does NOT beat transfer")
+                )
+            per_k[str(k)] = row
+        results["languages"][lang] = {"pair": pair, "test_sentences": len(test),
+                                      "train_pool": len(pool), "k": per_k}
+    results["wall_s"] = round(time.monotonic() - t0, 2)
+    return results
+
+
+def curve_rows(results: dict, lang: str | None = None) -> list[dict]:
+    """Rows k, <init>... of mean test BLEU for one held-out language (the first by default)."""
+    langs = results["languages"]
+    lang = lang or next(iter(langs))
+    rows = []
+    for k, row in sorted(langs[lang]["k"].items(), key=lambda kv: int(kv[0])):
+        rows.append({"k": int(k), **{i: row[i]["bleu_mean"] for i in INITS if i in row}})
+    return rows
+
+
+def plot_curve(results: dict, path: str | Path) -> None:
+    """BLEU vs K, one line per init (error bars = std over seeds), one panel per held-out language."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from babelflow.io import atomic_path
+
+    langs = list(results["languages"])
+    fig, axes = plt.subplots(1, len(langs), figsize=(5 * len(langs), 3.6), squeeze=False)
+    for ax, lang in zip(axes[0], langs):
+        ks = sorted(results["languages"][lang]["k"], key=int)
+        for init in INITS:
+            rows = [results["languages"][lang]["k"][k] for k in ks]
+            if init not in rows[0]:
+                continue
+            ax.errorbar([int(k) for k in ks], [r[init]["bleu_mean"] for r in rows],
+                        yerr=[r[init]["bleu_std"] for r in rows], marker="o", capsize=3, label=init)
+        ax.set_xscale("log")
+        ax.set_xlabel("K (training sentence pairs)")
+        ax.set_ylabel("test BLEU")
+        ax.set_title(results["languages"][lang]["pair"])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

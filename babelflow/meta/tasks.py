@@ -1,0 +1,82 @@
+"""Meta-learning tasks: one task = one language pair; each draw gives a support and a query batch.
+
+Which pairs are drawn follows p(pair) ∝ n^(1/T) (T=1: proportional to size, T→∞: uniform), and
+every draw is a pure function of (seed, step), so a resumed meta-training sees exactly the tasks an
+uninterrupted run would.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from babelflow.data import Batch, Example, collate
+
+
+def task_probabilities(sizes: dict[str, int], temperature: float) -> dict[str, float]:
+    weights = {k: n ** (1.0 / temperature) for k, n in sorted(sizes.items()) if n > 0}
+    if not weights:
+        raise ValueError("no task has any example")
+    norm = sum(weights.values())
+    return {k: w / norm for k, w in weights.items()}
+
+
+def pack(examples: Sequence[Example], order: Sequence[int], max_tokens: int, start: int = 0) -> tuple[list[Example], int]:
+    """Greedily take examples in `order` from `start` while the padded batch fits `max_tokens`
+    (at least one); returns (examples, next position)."""
+    out: list[Example] = []
+    longest = 0
+    i = start
+    while i < len(order):
+        ex = examples[order[i]]
+        size = max(len(ex.src_ids), len(ex.tgt_ids))
+        if out and (len(out) + 1) * max(longest, size) > max_tokens:
+            break
+        out.append(ex)
+        longest = max(longest, size)
+        i += 1
+    return out, i
+
+
+class TaskSampler:
+    """Draws `tasks_per_step` (pair, support Batch, query Batch) per meta-step.
+
+    Support and query come from disjoint examples of the same pair, so the query loss measures
+    generalisation of the adapted parameters, not memorisation of the support batch.
+    """
+
+    def __init__(
+        self,
+        examples_by_pair: dict[str, Sequence[Example]],
+        support_tokens: int,
+        query_tokens: int,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ):
+        self.examples = {k: list(v) for k, v in sorted(examples_by_pair.items()) if len(v) > 0}
+        if not self.examples:
+            raise ValueError("meta-learning needs at least one language pair with examples")
+        self.probs = task_probabilities({k: len(v) for k, v in self.examples.items()}, temperature)
+        self.support_tokens = support_tokens
+        self.query_tokens = query_tokens
+        self.seed = seed
+
+    def pairs_for_step(self, step: int, tasks_per_step: int) -> list[str]:
+        rng = random.Random(f"{self.seed}:tasks:{step}")
+        names = list(self.probs)
+        return rng.choices(names, weights=[self.probs[k] for k in names], k=tasks_per_step)
+
+    def sample(self, step: int, tasks_per_step: int) -> list[tuple[str, Batch, Batch]]:
+        out = []
+        for j, pair in enumerate(self.pairs_for_step(step, tasks_per_step)):
+            exs = self.examples[pair]
+            rng = random.Random(f"{self.seed}:batch:{step}:{j}")
+            # Every example has >= 1 token, so this many candidates always fill both budgets.
+            order = rng.sample(range(len(exs)), min(len(exs), self.support_tokens + self.query_tokens))
+            support, nxt = pack(exs, order, self.support_tokens)
+            if nxt >= len(order):
+                # A pair too small to split: reuse the support draw rather than fail.
+                query = support
+            else:
+                query, _ = pack(exs, order, self.query_tokens, start=nxt)
+            out.append((pair, collate(support), collate(query)))
+        return out

@@ -1,0 +1,67 @@
+"""Corpus-level BLEU, chrF++ and TER through sacrebleu's Python API, each with its signature.
+
+The signature records every setting that changes a score (tokenizer, smoothing, case, version), so a
+number in a report can be compared with a number from elsewhere only when the signatures agree.
+
+Tokenizer choice for BLEU, all offline (no MeCab, no SentencePiece download):
+- zh: sacrebleu's "zh" tokenizer (splits CJK characters, 13a elsewhere).
+- ja, ko, th, lo, km, my (no spaces between words): "char"; the MeCab and flores tokenizers would
+  need extra packages or a model download, so these scores are character-level BLEU.
+- everything else: "13a", sacrebleu's default (the WMT standard).
+TER gets `asian_support` for the CJK languages, so their characters count as words there too.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sacrebleu.metrics import BLEU, CHRF, TER
+
+from babelflow.errors import BabelflowError
+
+CHAR_LEVEL_LANGS = frozenset({"ja", "ko", "th", "lo", "km", "my"})
+ASIAN_TER_LANGS = frozenset({"zh", "ja", "ko"})
+
+
+def bleu_tokenizer(tgt_lang: str) -> str:
+    base = tgt_lang.split("_")[0]
+    if base == "zh":
+        return "zh"
+    if base in CHAR_LEVEL_LANGS:
+        return "char"
+    return "13a"
+
+
+def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER]:
+    base = tgt_lang.split("_")[0]
+    return (
+        BLEU(tokenize=bleu_tokenizer(tgt_lang)),
+        CHRF(word_order=2),  # chrF++: character n-grams plus word uni- and bigrams
+        TER(asian_support=base in ASIAN_TER_LANGS),
+    )
+
+
+def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
+    """Score detokenized hypotheses against one reference each.
+
+    Returns {"bleu", "chrf", "ter": float, "signatures": {"bleu","chrf","ter": str}, "n": int,
+    "tokenize": str}. Scores are sacrebleu's own corpus scores (0-100), not rounded.
+    """
+    hyps, refs = list(hyps), list(refs)
+    if len(hyps) != len(refs):
+        raise BabelflowError(
+            f"cannot score {tgt_lang}: {len(hyps)} hypotheses but {len(refs)} references "
+            "(the hypothesis and reference files must be aligned line by line)"
+        )
+    if not hyps:
+        raise BabelflowError(f"cannot score {tgt_lang}: no sentences")
+    for name, seq in (("hypothesis", hyps), ("reference", refs)):
+        for i, s in enumerate(seq):
+            if not isinstance(s, str):
+                raise BabelflowError(f"{name} {i + 1} is {type(s).__name__}, not str")
+    bleu, chrf, ter = metric_objects(tgt_lang)
+    out: dict = {"n": len(hyps), "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}}
+    for name, metric in (("bleu", bleu), ("chrf", chrf), ("ter", ter)):
+        result = metric.corpus_score(hyps, [refs])
+        out[name] = float(result.score)
+        out["signatures"][name] = str(metric.get_signature())
+    return out

@@ -1,0 +1,75 @@
+"""The evaluation report as Markdown: per-pair scores, a few examples, links to the curve pictures.
+
+Pure text building: the caller decides where it is written and which pictures exist.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+
+def _cell(text: str) -> str:
+    # A pipe or newline in a sentence would break the Markdown table row.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def metrics_table(metrics: dict[str, dict]) -> list[str]:
+    lines = ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
+    for pair in sorted(metrics):
+        m = metrics[pair]
+        lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['ter']:.2f} |")
+    return lines
+
+
+def signatures_block(metrics: dict[str, dict]) -> list[str]:
+    """Signatures grouped: identical ones are listed once with the pairs that share them."""
+    by_sig: dict[tuple[str, str], list[str]] = {}
+    for pair in sorted(metrics):
+        for name, sig in sorted(metrics[pair].get("signatures", {}).items()):
+            by_sig.setdefault((name, sig), []).append(pair)
+    lines = []
+    for (name, sig), pairs in sorted(by_sig.items()):
+        lines.append(f"- {name} ({', '.join(pairs)}): `{sig}`")
+    return lines
+
+
+def examples_block(pair: str, rows: Iterable[tuple[str, str, str]]) -> list[str]:
+    lines = [f"### {pair}", "", "| source | reference | hypothesis |", "|---|---|---|"]
+    for src, ref, hyp in rows:
+        lines.append(f"| {_cell(src)} | {_cell(ref)} | {_cell(hyp)} |")
+    return lines + [""]
+
+
+def render_report(
+    metrics: dict[str, dict],
+    macro: dict | None,
+    examples: dict[str, Sequence[tuple[str, str, str]]],
+    images: Sequence[tuple[str, str]] = (),
+    external: dict[str, dict] | None = None,
+    settings: dict | None = None,
+) -> str:
+    """`images`: (caption, relative link) pairs, shown in the order given."""
+    lines = ["# babelflow evaluation", ""]
+    if settings:
+        lines += ["Decoding: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())), ""]
+    lines += ["## Test split (sacrebleu)", ""] + metrics_table(metrics) + [""]
+    if macro:
+        lines += [
+            f"Macro average over {macro['pairs']} pairs: BLEU {macro['bleu']:.2f}, "
+            f"chrF++ {macro['chrf']:.2f}, TER {macro['ter']:.2f}.",
+            "",
+        ]
+    if external:
+        lines += ["## External test sets", ""] + metrics_table(external) + [""]
+    all_scored = dict(metrics)
+    all_scored.update({f"external/{k}": v for k, v in (external or {}).items()})
+    lines += ["## Signatures", ""] + signatures_block(all_scored) + [""]
+    if images:
+        lines += ["## Curves", ""]
+        for caption, link in images:
+            lines += [f"![{caption}]({link})", ""]
+    if any(examples.values()):
+        lines += ["## Example translations", ""]
+        for pair in sorted(examples):
+            if examples[pair]:
+                lines += examples_block(pair, examples[pair])
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,197 @@
+"""One shared SentencePiece model for every language of a run, and the encode/decode used at the
+model boundary (placeholder masking, target-language tags, BOS/EOS).
+
+Training is made byte-reproducible: the language mix is drawn with a seeded RNG and written in a
+fixed order, SentencePiece does no sampling or shuffling of its own and runs single-threaded.
+"""
+from __future__ import annotations
+
+import random
+import re
+import io
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import sentencepiece as spm
+
+from babelflow import placeholders
+from babelflow.config import TokenizerConfig
+from babelflow.errors import ConfigError, InputError
+from babelflow.io import atomic_path, write_text
+from babelflow.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, lang_tag
+
+
+def read_lines(source: Sequence[str] | str | Path) -> list[str]:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(path, "file not found") from None
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise InputError(path, "not valid UTF-8", line=line) from None
+        return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    return list(source)
+
+
+def temperature_sample(
+    texts_by_lang: dict[str, list[str]], total: int, temperature: float, seed: int
+) -> dict[str, list[str]]:
+    """Draw up to `total` sentences, language l with probability proportional to n_l^(1/T).
+
+    Without replacement inside a language while it lasts (a language asked for more than it has
+    is repeated), so a small language gets more weight than its share without being drowned.
+    """
+    langs = sorted(lang for lang, texts in texts_by_lang.items() if texts)
+    if not langs:
+        return {}
+    weights = [len(texts_by_lang[lang]) ** (1.0 / temperature) for lang in langs]
+    norm = sum(weights)
+    n_all = sum(len(texts_by_lang[lang]) for lang in langs)
+    budget = min(total, n_all)
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for lang, w in zip(langs, weights):
+        texts = texts_by_lang[lang]
+        want = max(1, round(budget * w / norm))
+        order = list(range(len(texts)))
+        rng.shuffle(order)
+        picked = [texts[order[i % len(order)]] for i in range(want)]
+        out[lang] = picked
+    return out
+
+
+def train_tokenizer(
+    texts_by_lang: dict[str, Sequence[str] | str | Path],
+    out_dir: str | Path,
+    cfg: TokenizerConfig,
+    langs: Sequence[str],
+    seed: int,
+) -> dict:
+    """Train spm.model/spm.vocab in `out_dir` and return the report (see `report`).
+
+    `texts_by_lang` maps a language code (the English source side included) to its sentences or
+    a file of them; `langs` are the target languages whose `<2xx>` tags become symbols.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {lang: [t for t in read_lines(src) if t.strip()] for lang, src in texts_by_lang.items()}
+    masked = {
+        lang: [placeholders.mask(t, limit=cfg.max_placeholders)[0] for t in lines]
+        for lang, lines in texts.items()
+    }
+    if not any(masked.values()):
+        raise InputError(out_dir, "no sentences to train the tokenizer on")
+    sample = temperature_sample(masked, cfg.sample_sentences, cfg.temperature, seed)
+    user_symbols = [lang_tag(lang) for lang in langs] + placeholders.symbols(cfg.max_placeholders)
+    lines = [line for lang in sorted(sample) for line in sample[lang]]
+    model = io.BytesIO()
+    # In-memory input and output: a file-based run would record its temporary paths inside the
+    # model's trainer spec, making the bytes differ between otherwise identical runs.
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            model_type=cfg.model_type,
+            vocab_size=cfg.vocab_size,
+            character_coverage=cfg.character_coverage,
+            byte_fallback=cfg.byte_fallback,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            user_defined_symbols=user_symbols,
+            # Determinism: no internal sampling or shuffling, one thread.
+            input_sentence_size=0,
+            shuffle_input_sentence=False,
+            num_threads=1,
+            # Tiny corpora cannot fill a large vocabulary; take what there is instead of failing.
+            hard_vocab_limit=False,
+            max_sentence_length=1 << 16,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        if "Vocabulary size" in str(exc):
+            raise ConfigError(f"tokenizer.vocab_size={cfg.vocab_size} is too small for this corpus: {exc}") from None
+        raise
+    with atomic_path(out_dir / "spm.model") as target:
+        target.write_bytes(model.getvalue())
+    proc = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = "".join(f"{proc.IdToPiece(i)}\t{proc.GetScore(i):g}\n" for i in range(proc.GetPieceSize()))
+    write_text(out_dir / "spm.vocab", vocab)
+    tok = Tokenizer(out_dir / "spm.model")
+    return tok.report(texts, max_sentences=2000)
+
+
+class Tokenizer:
+    """The SentencePiece model plus the project's conventions for source and target sides."""
+
+    def __init__(self, model_path: str | Path, max_placeholders: int | None = None):
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise InputError(self.path, "tokenizer model not found")
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.Load(str(self.path))
+        except (OSError, RuntimeError) as exc:
+            raise InputError(self.path, f"not a SentencePiece model: {exc}") from None
+        self.vocab_size = self.sp.GetPieceSize()
+        ph_ids = [i for i in range(self.vocab_size) if placeholders.SYMBOL_RE.fullmatch(self.sp.IdToPiece(i))]
+        # Only as many placeholders are masked as the model has symbols for; the rest stay literal.
+        self.max_placeholders = len(ph_ids) if max_placeholders is None else max_placeholders
+        tag_re = re.compile(r"<2[A-Za-z_]+>")
+        self._special = {PAD_ID, BOS_ID, EOS_ID} | {
+            i for i in range(self.vocab_size) if tag_re.fullmatch(self.sp.IdToPiece(i))
+        }
+
+    def tag_id(self, lang: str) -> int:
+        tag = lang_tag(lang)
+        i = self.sp.PieceToId(tag)
+        if i == UNK_ID or self.sp.IdToPiece(i) != tag:
+            raise InputError(self.path, f"tokenizer has no target tag {tag}; retrain it with {lang!r}")
+        return i
+
+    def encode_source(self, text: str, tgt_lang: str) -> tuple[list[int], list[str]]:
+        masked, mapping = placeholders.mask(text, limit=self.max_placeholders)
+        return [self.tag_id(tgt_lang)] + self.sp.EncodeAsIds(masked) + [EOS_ID], mapping
+
+    def encode_target(self, text: str, mapping: Sequence[str] = ()) -> list[int]:
+        masked, _ = placeholders.mask(text, mapping=list(mapping), limit=self.max_placeholders)
+        return self.sp.EncodeAsIds(masked) + [EOS_ID]
+
+    def encode_pair(self, src: str, tgt: str, tgt_lang: str) -> tuple[list[int], list[int]]:
+        src_ids, mapping = self.encode_source(src, tgt_lang)
+        return src_ids, self.encode_target(tgt, mapping)
+
+    def decode(self, ids: Iterable[int], mapping: Sequence[str] = ()) -> str:
+        kept: list[int] = []
+        for i in ids:
+            i = int(i)
+            if i == EOS_ID:
+                break
+            if i in self._special or not 0 <= i < self.vocab_size:
+                continue
+            kept.append(i)
+        return placeholders.unmask(self.sp.DecodeIds(kept), list(mapping))
+
+    def report(self, texts_by_lang: dict[str, list[str]], max_sentences: int = 2000) -> dict:
+        """Per language: average pieces per sentence, byte-fallback piece share, coverage (non-unk)."""
+        out: dict[str, dict] = {}
+        for lang in sorted(texts_by_lang):
+            lines = texts_by_lang[lang][:max_sentences]
+            pieces = byte = unk = 0
+            for line in lines:
+                masked, _ = placeholders.mask(line, limit=self.max_placeholders)
+                ids = self.sp.EncodeAsIds(masked)
+                pieces += len(ids)
+                byte += sum(1 for i in ids if self.sp.IsByte(i))
+                unk += sum(1 for i in ids if i == UNK_ID)
+            out[lang] = {
+                "sentences": len(lines),
+                "avg_pieces_per_sentence": round(pieces / len(lines), 4) if lines else 0.0,
+                "byte_fallback_share": round(byte / pieces, 6) if pieces else 0.0,
+                "coverage": round(1 - unk / pieces, 6) if pieces else 1.0,
+            }
+        return {"vocab_size": self.vocab_size, "languages": out}

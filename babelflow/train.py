@@ -1,0 +1,341 @@
+"""The trainer: token batches, AdamW with warm-up, gradient accumulation, checkpoints that resume
+exactly, validation with early stopping, learning-curve file; CPU, one GPU or DDP under torchrun.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from babelflow.checkpoint import average_weights, checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from babelflow.config import Params, TrainConfig
+from babelflow.data import TokenBatcher, load_examples, read_parallel
+from babelflow.errors import InputError
+from babelflow.io import write_json, write_text
+from babelflow.loss import token_cross_entropy
+
+CURVE_COLUMNS = ["step", "train_loss", "dev_loss", "dev_bleu"]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for the update numbered `step` (1-based): linear warm-up, then the schedule."""
+    warm = cfg.warmup_steps
+    if warm and step <= warm:
+        return cfg.lr * step / warm
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "inverse_sqrt":
+        return cfg.lr * math.sqrt(max(warm, 1) / step)
+    progress = (step - warm) / max(1, cfg.max_steps - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _setup_device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise InputError("params.yaml", "train.device is cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.device("cuda", local_rank)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    # CPU promises bit-for-bit reproducibility: same params, same weights hash.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.device("cpu")
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _write_curve(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CURVE_COLUMNS})
+    write_text(path, buf.getvalue())
+
+
+@torch.no_grad()
+def dev_loss(model: nn.Module, batcher: TokenBatcher, device, autocast) -> float:
+    """Per-token NLL (no label smoothing) over the whole dev set."""
+    was_training = model.training
+    model.eval()
+    total = tokens = 0.0
+    batcher.load_state_dict({"epoch": 0, "index": 0})
+    for batch in batcher:
+        batch = batch.to(device)
+        with autocast():
+            logits = model(batch.src, batch.tgt_in)
+        total += float(token_cross_entropy(logits, batch.tgt_out, 0.0))
+        tokens += batch.ntokens
+    model.train(was_training)
+    return total / max(tokens, 1)
+
+
+def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, str]]], n: int) -> float | None:
+    """Mean greedy BLEU over the target languages on the first sentences of each dev split."""
+    try:
+        import sacrebleu
+
+        from babelflow.decode import translate
+    except ImportError:
+        return None
+    if n <= 0 or not dev_text:
+        return None
+    per_lang = max(1, n // len(dev_text))
+    scores = []
+    was_training = model.training
+    model.eval()
+    try:
+        for lang, pairs in sorted(dev_text.items()):
+            pairs = pairs[:per_lang]
+            if not pairs:
+                continue
+            hyps = translate(model, tokenizer, [s for s, _ in pairs], lang, beam_size=1)
+            scores.append(sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score)
+    finally:
+        model.train(was_training)
+    return sum(scores) / len(scores) if scores else None
+
+
+def _default_save(model: nn.Module, out_dir: Path) -> None:
+    from babelflow.models import save_model
+
+    save_model(model, out_dir)
+
+
+def _default_build(params: Params, vocab_size: int) -> nn.Module:
+    from babelflow.models import build_model
+
+    return build_model(params.model, vocab_size)
+
+
+def train_model(
+    params: Params,
+    clean_dir,
+    tokenizer,
+    out_dir,
+    ckpt_dir,
+    plots_dir,
+    log: Callable[[str], None] = print,
+    *,
+    build: Callable[[Params, int], nn.Module] | None = None,
+    save: Callable[[nn.Module, Path], None] | None = None,
+    stop_at: int | None = None,
+) -> dict:
+    """Train multilingually on `languages.targets` of `clean_dir`; returns the stage metrics.
+
+    `build`/`save` replace `babelflow.models.build_model`/`save_model` (tests use tiny models).
+    `stop_at` ends the run after that step as an interruption would (nothing final is written),
+    which is how the exact-resume test stops a run.
+    """
+    cfg = params.train
+    out_dir, ckpt_dir, plots_dir = Path(out_dir), Path(ckpt_dir), Path(plots_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _setup_device(cfg, local_rank)
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+
+    langs = params.languages
+    pairs = {lang: langs.pair(lang) for lang in langs.targets}
+    train_ex = {lang: load_examples(clean_dir, pair, "train", tokenizer, cfg.max_len) for lang, pair in pairs.items()}
+    if not any(train_ex.values()):
+        raise InputError(clean_dir, "no training pairs within train.max_len for " + ", ".join(pairs.values()))
+    dev_ex = {}
+    dev_text = {}
+    for lang, pair in pairs.items():
+        folder = Path(clean_dir) / pair
+        if (folder / "dev.src").is_file():
+            dev_ex[lang] = load_examples(clean_dir, pair, "dev", tokenizer, cfg.max_len)
+            dev_text[lang] = read_parallel(folder / "dev.src", folder / "dev.tgt")
+    dev_all = [e for lang in sorted(dev_ex) for e in dev_ex[lang]]
+
+    _seed_all(params.seed)
+    model = (build or _default_build)(params, tokenizer.vocab_size).to(device)
+    save = save or _default_save
+    use_cuda = device.type == "cuda"
+    optim = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+        **({"fused": True} if use_cuda else {"foreach": False}),
+    )
+    batcher = TokenBatcher(train_ex, cfg.max_tokens, shuffle=True, seed=params.seed, temperature=cfg.temperature,
+                           infinite=True, rank=rank, world_size=world)
+    dev_batcher = TokenBatcher(dev_all, cfg.max_tokens, shuffle=False, seed=0) if dev_all else None
+
+    step = 0
+    tokens_seen = 0
+    curve: list[dict] = []
+    best: float | None = None
+    bad_validations = 0
+    wall_before = 0.0
+    found = checkpoints(ckpt_dir) if cfg.resume else []
+    if found:
+        state = load_checkpoint(found[-1], model, device)
+        optim.load_state_dict(state["optimizer"])
+        batcher.load_state_dict(state["batcher"])
+        set_rng_state(state["rng"])
+        step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        curve = [dict(r) for r in state["curve"]]
+        best = state["best"]
+        bad_validations = int(state["bad_validations"])
+        wall_before = float(state["wall_time_s"])
+        if is_main:
+            log(f"resumed from {found[-1]} at step {step}")
+
+    train_model_ = model
+    if cfg.compile and use_cuda:
+        train_model_ = torch.compile(model)
+    if distributed:
+        train_model_ = nn.parallel.DistributedDataParallel(
+            train_model_, device_ids=[local_rank] if use_cuda else None
+        )
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if use_cuda and cfg.bf16 else contextlib.nullcontext
+    )
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.max_steps, initial=step, file=sys.stderr, disable=not is_main, dynamic_ncols=True,
+               unit="step")
+    log_every = max(1, min(100, cfg.validate_every, cfg.checkpoint_every))
+    window_loss = window_tokens = 0.0
+    t_start = time.monotonic()
+    t_window = t_start
+    stopped_early = False
+    last_dev_loss = last_dev_bleu = None
+    it = iter(batcher)
+    model.train()
+    while step < cfg.max_steps:
+        micro = [next(it) for _ in range(cfg.accumulate)]
+        ntok = sum(b.ntokens for b in micro)
+        if distributed:
+            t = torch.tensor([ntok], dtype=torch.float64, device=device)
+            dist.all_reduce(t)
+            ntok_global = float(t.item())
+        else:
+            ntok_global = float(ntok)
+        step_loss = 0.0
+        for i, batch in enumerate(micro):
+            batch = batch.to(device, non_blocking=True)
+            sync = (not distributed) or i == len(micro) - 1
+            ctx = contextlib.nullcontext() if sync else train_model_.no_sync()
+            with ctx:
+                with autocast():
+                    logits = train_model_(batch.src, batch.tgt_in)
+                loss = token_cross_entropy(logits, batch.tgt_out, cfg.label_smoothing)
+                # DDP averages gradients over ranks; scaling by world turns that into a global sum.
+                (loss * (world / ntok_global)).backward()
+            step_loss += float(loss.detach())
+        if cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        step += 1
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+        tokens_seen += int(ntok_global)
+        window_loss += step_loss
+        window_tokens += ntok
+        bar.update(1)
+
+        row = None
+        if step % log_every == 0 or step == cfg.max_steps:
+            now = time.monotonic()
+            row = {"step": step, "train_loss": round(window_loss / max(window_tokens, 1), 5)}
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", tok_s=f"{window_tokens * world / max(now - t_window, 1e-9):.0f}",
+                            lr=f"{lr_at(step, cfg):.2e}")
+            window_loss = window_tokens = 0.0
+            t_window = now
+        if dev_batcher is not None and (step % cfg.validate_every == 0 or step == cfg.max_steps):
+            row = row or {"step": step}
+            if is_main:
+                last_dev_loss = round(dev_loss(model, dev_batcher, device, autocast), 5)
+                last_dev_bleu = dev_bleu(model, tokenizer, dev_text, cfg.dev_bleu_sentences)
+                row["dev_loss"] = last_dev_loss
+                row["dev_bleu"] = None if last_dev_bleu is None else round(last_dev_bleu, 3)
+                log(f"step {step}: dev_loss {last_dev_loss} dev_bleu {row['dev_bleu']}")
+                metric = last_dev_loss if cfg.early_stopping_metric == "dev_loss" else -(last_dev_bleu or 0.0)
+                if best is None or metric < best:
+                    best, bad_validations = metric, 0
+                else:
+                    bad_validations += 1
+            if distributed:
+                flag = torch.tensor([bad_validations], device=device)
+                dist.broadcast(flag, 0)
+                bad_validations = int(flag.item())
+            if cfg.early_stopping_patience and bad_validations >= cfg.early_stopping_patience:
+                stopped_early = True
+        if row is not None:
+            curve.append(row)
+            if is_main:
+                _write_curve(plots_dir / "learning_curve.csv", curve)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stopped_early:
+            if is_main:
+                save_checkpoint(ckpt_dir, step, model, {
+                    "step": step,
+                    "tokens_seen": tokens_seen,
+                    "optimizer": optim.state_dict(),
+                    "batcher": batcher.state_dict(),
+                    "rng": rng_state(),
+                    "curve": curve,
+                    "best": best,
+                    "bad_validations": bad_validations,
+                    "wall_time_s": wall_before + time.monotonic() - t_start,
+                }, cfg.keep_checkpoints)
+            if distributed:
+                dist.barrier()
+        if stopped_early:
+            log(f"early stopping at step {step}: {cfg.early_stopping_patience} validations without improvement")
+            break
+        if stop_at is not None and step >= stop_at:
+            bar.close()
+            return {"steps": step, "interrupted": True}
+    bar.close()
+
+    wall = wall_before + time.monotonic() - t_start
+    metrics = {
+        "steps": step,
+        "tokens_seen": tokens_seen,
+        "wall_time_s": round(wall, 2),
+        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_loss": next((r["train_loss"] for r in reversed(curve) if "train_loss" in r), None),
+        "dev_loss": last_dev_loss,
+        "dev_bleu": None if last_dev_bleu is None else round(last_dev_bleu, 3),
+        "stopped_early": stopped_early,
+        "device": str(device),
+        "world_size": world,
+    }
+    if is_main:
+        if cfg.average_last > 1:
+            last = checkpoints(ckpt_dir)[-cfg.average_last :]
+            average_weights(last, model)
+            metrics["averaged_checkpoints"] = len(last)
+        save(model, out_dir)
+        write_json(out_dir / "train_state.json", metrics)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return metrics

@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only, no stage logic (that lives in tasks/ and babelflow/)."""

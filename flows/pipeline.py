@@ -1,0 +1,109 @@
+"""The whole pipeline as a Prefect flow: one Prefect task per DVC stage.
+
+Each task runs `dvc repro --single-item <stage>` in the project folder. DVC, not Prefect, decides
+whether a stage is up to date and records what it produced in dvc.lock, so a Prefect run and a
+plain `dvc repro` share one cache and one lock file and produce the same artifacts: after either,
+`dvc status` is clean and the other has nothing to do. Prefect adds what DVC lacks: per-stage task
+runs with logs and durations, retries, a UI, schedules and work pools.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+# The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
+STAGES = ["collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
+# Only collect can touch the network (url/sacrebleu sources): transient failures there are retried.
+NETWORK_STAGES = {"collect"}
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def _dvc() -> list[str]:
+    # The dvc next to this interpreter, so a venv's flow runs the venv's dvc.
+    exe = Path(sys.executable).with_name("dvc")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "dvc"]
+
+
+def run_stage(stage: str, root: str | Path, log=print) -> None:
+    """`dvc repro --single-item <stage>`, its output streamed line by line to `log`."""
+    cmd = _dvc() + ["repro", "--single-item", stage]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            log(line)
+            tail = (tail + [line])[-15:]
+    if proc.wait() != 0:
+        raise StageFailed(f"stage {stage!r} failed (exit {proc.returncode}): " + " | ".join(tail[-5:]))
+
+
+def _stage_task(stage: str):
+    retries = 3 if stage in NETWORK_STAGES else 0
+
+    @task(name=stage, retries=retries, retry_delay_seconds=[5, 30, 120][:retries] or 0)
+    def _run(root: str) -> str:
+        logger = get_run_logger()
+        run_stage(stage, root, log=logger.info)
+        return stage
+
+    return _run
+
+
+STAGE_TASKS = {stage: _stage_task(stage) for stage in STAGES}
+
+
+def metrics_markdown(root: str | Path) -> str:
+    """The run's evaluation and adaptation figures as a Markdown table for the Prefect UI."""
+    root = Path(root)
+    lines = ["# babelflow run", ""]
+    eval_path = root / "data" / "metrics" / "eval.json"
+    if eval_path.exists():
+        metrics = json.loads(eval_path.read_text(encoding="utf-8"))
+        lines += ["## Test set (sacrebleu)", "", "| pair | BLEU | chrF++ | TER |", "|---|---|---|---|"]
+        for pair, m in sorted(metrics.items()):
+            if isinstance(m, dict) and "bleu" in m:
+                lines.append(f"| {pair} | {m['bleu']:.2f} | {m.get('chrf', float('nan')):.2f} | "
+                             f"{m.get('ter', float('nan')):.2f} |")
+        lines.append("")
+    adapt_path = root / "data" / "metrics" / "adapt.json"
+    if adapt_path.exists():
+        lines += ["## Adaptation (BLEU)", "", "```json", adapt_path.read_text(encoding="utf-8"), "```", ""]
+    clean_md = root / "data" / "clean" / "report.json"
+    if clean_md.exists():
+        try:
+            from babelflow.clean.report import to_markdown
+
+            lines += ["## Cleaning", "", to_markdown(json.loads(clean_md.read_text(encoding="utf-8")))]
+        except ImportError:
+            pass
+    return "\n".join(lines)
+
+
+@flow(name="babelflow-pipeline", log_prints=True)
+def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]:
+    """Run (or skip, when DVC finds them up to date) every stage in order."""
+    root = str(Path(root).resolve())
+    done = []
+    for stage in STAGES if stages is None else stages:
+        done.append(STAGE_TASKS[stage](root))
+    create_markdown_artifact(markdown=metrics_markdown(root), key="babelflow-metrics",
+                             description="Metrics of this pipeline run")
+    return done
+
+
+if __name__ == "__main__":
+    pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")

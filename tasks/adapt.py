@@ -1,0 +1,57 @@
+"""Stage adapt: fine-tune scratch / transfer / meta inits on K pairs of each held-out language and
+score them on its test split -> data/adapt/{results.json,curve.png}, data/plots/adapt/curve.csv."""
+from __future__ import annotations
+
+import csv
+import logging
+
+from babelflow.config import Params
+from babelflow.errors import InputError
+from babelflow.io import atomic_dir, atomic_open, write_json
+from tasks._common import Paths, stage_main
+
+log = logging.getLogger("babelflow.adapt")
+
+
+def run(params: Params, paths: Paths) -> dict:
+    from babelflow.meta.adapt import INITS, adapt_experiment, curve_rows, plot_curve
+    from babelflow.tokenizer import Tokenizer
+
+    spm_model = paths.tokenizer / "spm.model"
+    if not spm_model.is_file():
+        raise InputError(spm_model, "missing tokenizer; run the tokenize stage first")
+    with atomic_dir(paths.adapt) as out:
+        if not params.adapt.enabled:
+            results = {"enabled": False, "note": "adapt.enabled is false: no experiment was run",
+                       "languages": {}}
+            write_json(out / "results.json", results)
+            metrics = {"enabled": False}
+            write_json(paths.metrics("adapt"), metrics)
+            return metrics
+        results = adapt_experiment(params, paths.clean, Tokenizer(spm_model), paths.train, paths.meta, log)
+        first = next(iter(results["languages"]))
+        results["curve_language"] = first  # curve.csv holds one language: DVC plots want one x/y table
+        results["enabled"] = True
+        write_json(out / "results.json", results)
+        plot_curve(results, out / "curve.png")
+    rows = curve_rows(results, first)
+    with atomic_open(paths.plots("adapt") / "curve.csv") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["k", *INITS], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in ["k", *INITS]})
+    metrics: dict = {"enabled": True, "curve_language": first}
+    for lang, entry in results["languages"].items():
+        for k, row in entry["k"].items():
+            for init in INITS:
+                if init in row:
+                    metrics[f"{lang}.k{k}.{init}.bleu"] = row[init]["bleu_mean"]
+                    metrics[f"{lang}.k{k}.{init}.chrf"] = row[init]["chrf_mean"]
+            if "meta_minus_transfer_bleu" in row:
+                metrics[f"{lang}.k{k}.meta_minus_transfer_bleu"] = row["meta_minus_transfer_bleu"]
+    write_json(paths.metrics("adapt"), metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    stage_main("adapt", run)

@@ -1,0 +1,164 @@
+"""Evaluate stage: translate every pair's test split with the trained model and score it with sacrebleu.
+
+Outputs (data/eval, swapped in atomically): <pair>.hyp, metrics.json (scores with signatures, macro
+averages, external test sets), report.md. The numeric summary goes to data/metrics/eval.json, which
+DVC tracks as metrics so `dvc metrics diff` compares runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from babelflow.config import ExternalTestSet, Params
+from babelflow.errors import BabelflowError, InputError, SourceUnavailableError
+from babelflow.io import atomic_dir, write_json, write_text
+from babelflow.metrics import score
+from babelflow.report import render_report
+from tasks._common import Paths, stage_main
+
+log = logging.getLogger("babelflow.evaluate")
+
+# Pictures the report links to when the stages that draw them have run (paths relative to data/).
+CURVES = [
+    ("Training curve", Path("plots/train/learning_curve.png")),
+    ("Training curve", Path("train/learning_curve.png")),
+    ("Adaptation curve (BLEU vs k)", Path("adapt/curve.png")),
+]
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(path, "not valid UTF-8", line=line) from None
+    lines = text.split("\n")
+    return lines[:-1] if text.endswith("\n") else lines
+
+
+def load_aligned(src_path: Path, ref_path: Path, limit: int) -> tuple[list[str], list[str]]:
+    src, ref = read_lines(src_path), read_lines(ref_path)
+    if len(src) != len(ref):
+        raise InputError(ref_path, f"{len(ref)} lines but {src_path} has {len(src)}: not aligned")
+    if limit:
+        src, ref = src[:limit], ref[:limit]
+    return src, ref
+
+
+def load_sacrebleu_set(name: str, langpair: str, limit: int) -> tuple[list[str], list[str]]:
+    from sacrebleu.dataset import DATASETS
+    from sacrebleu.utils import get_reference_files, get_source_file
+
+    if name not in DATASETS:
+        raise BabelflowError(f"evaluate.external: {name!r} is not a sacrebleu test set")
+    try:
+        src_file = get_source_file(name, langpair)
+        ref_files = get_reference_files(name, langpair)
+    except BaseException as exc:  # sacrebleu calls sys.exit() on download failures
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise SourceUnavailableError(
+            f"sacrebleu test set {name} ({langpair}) is not cached in "
+            f"{os.environ.get('SACREBLEU', '~/.sacrebleu')} and could not be downloaded "
+            f"(offline?): {exc}"
+        ) from None
+    return load_aligned(Path(src_file), Path(ref_files[0]), limit)
+
+
+def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params) -> list[str]:
+    from babelflow.decode import translate
+
+    ev = params.evaluate
+    hyps = translate(
+        model, tokenizer, sentences, tgt,
+        beam_size=ev.beam_size, length_penalty=ev.length_penalty,
+        max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences,
+    )
+    if len(hyps) != len(sentences):
+        raise BabelflowError(f"decoder returned {len(hyps)} translations for {len(sentences)} inputs")
+    return hyps
+
+
+def _external(ext: ExternalTestSet, params: Params) -> tuple[list[str], list[str]]:
+    limit = params.evaluate.max_sentences
+    if ext.sacrebleu is not None:
+        return load_sacrebleu_set(ext.sacrebleu, params.languages.pair(ext.tgt), limit)
+    return load_aligned(Path(ext.src_path), Path(ext.ref_path), limit)
+
+
+def macro_average(metrics: dict[str, dict]) -> dict:
+    n = len(metrics)
+    return {
+        "pairs": n,
+        **{k: sum(m[k] for m in metrics.values()) / n for k in ("bleu", "chrf", "ter")},
+    }
+
+
+def run(params: Params, paths: Paths) -> dict:
+    import torch
+
+    from babelflow.models import load_model
+    from babelflow.tokenizer import Tokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(paths.train, device=device)
+    model.eval()
+    tokenizer = Tokenizer(paths.tokenizer / "spm.model")
+    ev = params.evaluate
+
+    pair_metrics: dict[str, dict] = {}
+    external: dict[str, dict] = {}
+    hyp_files: dict[str, list[str]] = {}
+    examples: dict[str, list[tuple[str, str, str]]] = {}
+    for tgt in params.languages.targets:
+        pair = params.languages.pair(tgt)
+        src, ref = load_aligned(paths.clean / pair / "test.src", paths.clean / pair / "test.tgt",
+                                ev.max_sentences)
+        if not src:
+            raise InputError(paths.clean / pair / "test.src", "empty test split: nothing to evaluate")
+        log.info("%s: translating %d sentences (beam %d)", pair, len(src), ev.beam_size)
+        hyps = _translate(model, tokenizer, src, tgt, params)
+        pair_metrics[pair] = score(hyps, ref, tgt)
+        hyp_files[f"{pair}.hyp"] = hyps
+        examples[pair] = list(zip(src, ref, hyps))[: ev.examples]
+        log.info("%s: BLEU %.2f chrF++ %.2f TER %.2f", pair, pair_metrics[pair]["bleu"],
+                 pair_metrics[pair]["chrf"], pair_metrics[pair]["ter"])
+
+    for ext in ev.external:
+        src, ref = _external(ext, params)
+        hyps = _translate(model, tokenizer, src, ext.tgt, params)
+        external[ext.name] = {**score(hyps, ref, ext.tgt), "tgt": ext.tgt}
+        hyp_files[f"external.{ext.name}.hyp"] = hyps
+
+    macro = macro_average(pair_metrics)
+    images = [(caption, "../" + rel.as_posix()) for caption, rel in CURVES
+              if (paths.data / rel).is_file()]
+    settings = {"beam_size": ev.beam_size, "length_penalty": ev.length_penalty,
+                "max_length_ratio": ev.max_length_ratio}
+    full = {**pair_metrics, "macro": macro}
+    if external:
+        full["external"] = external
+
+    with atomic_dir(paths.eval) as out:
+        for name, hyps in hyp_files.items():
+            write_text(out / name, "".join(h + "\n" for h in hyps))
+        write_json(out / "metrics.json", full)
+        write_text(out / "report.md",
+                   render_report(pair_metrics, macro, examples, images, external, settings))
+
+    def numeric(m: dict) -> dict:
+        return {k: m[k] for k in ("bleu", "chrf", "ter", "n")}
+
+    summary: dict = {pair: numeric(m) for pair, m in pair_metrics.items()}
+    summary["macro"] = macro
+    if external:
+        summary["external"] = {name: numeric(m) for name, m in external.items()}
+    write_json(paths.metrics("eval"), summary)
+    return summary
+
+
+if __name__ == "__main__":
+    stage_main("evaluate", run)

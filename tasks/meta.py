@@ -1,0 +1,41 @@
+"""Stage meta: meta-learn an init over the target pairs (held-out pairs stay unseen) -> data/meta."""
+from __future__ import annotations
+
+import logging
+import shutil
+
+from babelflow.config import Params
+from babelflow.errors import InputError
+from babelflow.io import atomic_dir, write_json
+from tasks._common import Paths, stage_main
+
+log = logging.getLogger("babelflow.meta")
+
+
+def run(params: Params, paths: Paths) -> dict:
+    from babelflow.meta.train import meta_train
+    from babelflow.tokenizer import Tokenizer
+
+    spm_model = paths.tokenizer / "spm.model"
+    if not spm_model.is_file():
+        raise InputError(spm_model, "missing tokenizer; run the tokenize stage first")
+    with atomic_dir(paths.meta) as out:
+        if params.meta.enabled:
+            metrics = meta_train(params, paths.clean, Tokenizer(spm_model), paths.train, out,
+                                 paths.checkpoints("meta"), log)
+        else:
+            # Downstream stages (adapt) still need a model here; the metrics say it is not meta-learned.
+            for name in ("model.safetensors", "model.json"):
+                src = paths.train / name
+                if not src.is_file():
+                    raise InputError(src, "meta.enabled is false and the train model to copy is missing")
+                shutil.copy2(src, out / name)
+            metrics = {"enabled": False,
+                       "note": "meta.enabled is false: data/meta is a copy of the train model"}
+        write_json(out / "meta_state.json", metrics)
+    write_json(paths.metrics("meta"), metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    stage_main("meta", run)

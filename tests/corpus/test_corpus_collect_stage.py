@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from babelflow.config import parse_params
+from babelflow.corpus.split import split_key
+from babelflow.errors import InputError
+from babelflow.io import read_json
+from tasks._common import Paths
+from tasks.collect import run
+
+
+def _head(src: Path, dst: Path, n: int) -> None:
+    lines = src.read_text(encoding="utf-8").split("\n")[:n]
+    dst.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _params(sources, targets, heldout=(), **collect):
+    return parse_params({
+        "languages": {"source": "en", "targets": list(targets), "heldout": list(heldout)},
+        "collect": {"sources": sources, "split": {"dev": 0.05, "test": 0.05}, **collect},
+    })
+
+
+@pytest.fixture()
+def corpus(tmp_path, multi30k_dir):
+    m = tmp_path / "m30k"
+    m.mkdir()
+    for lang in ("en", "de", "fr", "cs"):
+        _head(multi30k_dir / f"train.{lang}", m / f"train.{lang}", 3000)
+    # A second source with its own explicit test split: its test sentences must leave every train.
+    (tmp_path / "extra").mkdir()
+    en = (m / "train.en").read_text(encoding="utf-8").split("\n")
+    (tmp_path / "extra" / "test.tsv").write_text(
+        "".join(f"{en[i]}\tgermanish {i}\n" for i in range(0, 200, 2)), encoding="utf-8")
+    (tmp_path / "extra" / "train.tsv").write_text(
+        "".join(f"{en[i]}\tgermanish {i}\n" for i in range(1, 400, 2)) + f"{en[1]}\tgermanish 1\n",
+        encoding="utf-8")
+    return tmp_path
+
+
+def test_collect_stage_outputs_manifest_and_no_leakage(corpus):
+    sources = [
+        {"type": "aligned", "name": "multi30k", "path": str(corpus / "m30k"), "licence": "CC-BY-4.0"},
+        {"type": "aligned", "name": "extra", "format": "tsv", "path": str(corpus / "extra"), "lang": "de",
+         "splits": {"train": "train.tsv", "test": "test.tsv"}},
+    ]
+    params = _params(sources, ["de", "fr"], ["cs"], max_pairs=2000)
+    root = corpus / "proj"
+    metrics = run(params, Paths(root))
+    raw = root / "data" / "raw"
+    files = {}
+    for pair in ("en-de", "en-fr", "en-cs"):
+        for split in ("train", "dev", "test"):
+            s = (raw / pair / f"{split}.src").read_text(encoding="utf-8").split("\n")[:-1]
+            t = (raw / pair / f"{split}.tgt").read_text(encoding="utf-8").split("\n")[:-1]
+            assert len(s) == len(t) == metrics["pairs"][pair][split]
+            assert all("\t" not in x for x in s + t)
+            files[pair, split] = s
+        assert len(files[pair, "train"]) <= 2000
+    held = {split_key(x) for (pair, split), xs in files.items() if split != "train" for x in xs}
+    for pair in ("en-de", "en-fr", "en-cs"):
+        assert not held & {split_key(x) for x in files[pair, "train"]}
+    # Multi-way: the same English sentence lands in the same split for every language.
+    assert set(files["en-fr", "test"]) == set(files["en-cs", "test"])
+    assert files["en-fr", "dev"] == files["en-cs", "dev"]
+
+    manifest = read_json(raw / "manifest.json")
+    assert manifest["max_pairs"] == 2000 and manifest["pairs"] == metrics["pairs"]
+    for inp in manifest["inputs"]:
+        assert inp["read"] == inp["kept"] + sum(inp["dropped"].values())
+        assert len(inp["sha256"]) == 64
+    extra_train = [i for i in manifest["inputs"] if i["path"].endswith("train.tsv")][0]
+    assert extra_train["dropped"]["duplicate"] == 1
+    m30k_de = [i for i in manifest["inputs"] if i["path"].endswith("m30k/train.de")][0]
+    assert m30k_de["dropped"]["source_in_dev_or_test"] >= 100 and m30k_de["licence"] == "CC-BY-4.0"
+    assert read_json(root / "data" / "metrics" / "collect.json") == metrics
+
+
+def test_language_without_pairs_is_an_error_and_leaves_no_output(corpus):
+    sources = [{"type": "aligned", "name": "multi30k", "path": str(corpus / "m30k")}]
+    root = corpus / "proj2"
+    with pytest.raises(InputError, match=r"no pairs for language\(s\) \['sv'\].*multi30k"):
+        run(_params(sources, ["de", "sv"]), Paths(root))
+    assert not (root / "data" / "raw").exists()

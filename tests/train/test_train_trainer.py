@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from babelflow.checkpoint import checkpoints
+from babelflow.io import sha256_file
+from babelflow.train import lr_at, train_model
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def make_params(train_helpers):
+    return train_helpers[0]
+
+
+@pytest.fixture
+def run(train_helpers, clean_dir, tokenizer):
+    _, build, save = train_helpers
+
+    def go(params, root, **kw):
+        return train_model(params, clean_dir, tokenizer, root / "out", root / "ckpt", root / "plots",
+                           log=lambda s: None, build=build, save=save, **kw)
+
+    return go
+
+
+def _weights(root):
+    return load_file(str(root / "out" / "model.safetensors"))
+
+
+def test_stop_and_resume_equals_uninterrupted(run, make_params, tmp_path):
+    params = make_params(accumulate=2)
+    run(params, tmp_path / "full")
+    stopped = run(params, tmp_path / "split", stop_at=3)
+    assert stopped["interrupted"] and not (tmp_path / "split" / "out").exists()
+    assert [p.name for p in checkpoints(tmp_path / "split" / "ckpt")] == ["step_00000003"]
+    resumed = run(params, tmp_path / "split")
+    assert resumed["steps"] == 6
+    full, split = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert full.keys() == split.keys()
+    for name in full:
+        assert torch.equal(full[name], split[name]), name
+    curve_full = (tmp_path / "full" / "plots" / "learning_curve.csv").read_text()
+    assert curve_full == (tmp_path / "split" / "plots" / "learning_curve.csv").read_text()
+
+
+def test_cpu_runs_are_deterministic_and_learn(run, make_params, tmp_path):
+    params = make_params(max_steps=12, checkpoint_every=4, keep_checkpoints=2, validate_every=4)
+    m1 = run(params, tmp_path / "a")
+    m2 = run(params, tmp_path / "b")
+    assert sha256_file(tmp_path / "a" / "out" / "model.safetensors") == sha256_file(tmp_path / "b" / "out" / "model.safetensors")
+    assert m1["tokens_seen"] == m2["tokens_seen"] > 0
+    assert [p.name for p in checkpoints(tmp_path / "a" / "ckpt")] == ["step_00000008", "step_00000012"]
+    rows = list(csv.DictReader(open(tmp_path / "a" / "plots" / "learning_curve.csv")))
+    assert list(rows[0]) == ["step", "train_loss", "dev_loss", "dev_bleu"]
+    dev = [float(r["dev_loss"]) for r in rows if r["dev_loss"]]
+    assert len(dev) == 3 and dev[-1] < dev[0]
+    assert (tmp_path / "a" / "out" / "train_state.json").is_file()
+
+
+def test_averaging_and_early_stopping(run, make_params, tmp_path):
+    params = make_params(max_steps=9, average_last=2, lr=1e-9, warmup_steps=0, early_stopping_patience=1,
+                         schedule="constant")
+    metrics = run(params, tmp_path)
+    # With a negligible learning rate the dev loss cannot improve: stop at the second validation.
+    assert metrics["stopped_early"] and metrics["steps"] == 6 and metrics["averaged_checkpoints"] == 2
+
+
+def test_schedules(make_params):
+    p = make_params(warmup_steps=4, lr=1.0, max_steps=20).train
+    assert lr_at(2, p) == 0.5 and lr_at(4, p) == 1.0 and abs(lr_at(16, p) - 0.5) < 1e-12
+    c = make_params(warmup_steps=0, lr=1.0, max_steps=10, schedule="cosine").train
+    assert abs(lr_at(10, c)) < 1e-12 and lr_at(5, c) == 0.5
