@@ -147,7 +147,7 @@ def read_tsv(path: Path, src_lang: str, langs: list[str], tsv_lang: str | None, 
         # Pairs before the failure are kept only when they can all be accounted for; a truncated
         # file under skip loses them all, counted against the file.
         for r in recs.values():
-            r.drop("file_error", r.kept + len([p for p in pairs if p.record is r]))
+            r.drop("file_error", sum(1 for p in pairs if p.record is r))
         pairs = []
     records = list(recs.values())
     if other.read or "error" in other.extra:

@@ -6,6 +6,7 @@ exceptions); every malformation becomes an InputError naming the file.
 from __future__ import annotations
 
 import ast
+import codecs
 import glob
 import os
 import re
@@ -19,7 +20,7 @@ from babelflow.errors import InputError
 MO_MAGIC = 0x950412DE
 _CHARSET = re.compile(r"charset=([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 
-# (msgid, msgid_plural or None, [msgstr forms], fuzzy)
+# (msgid, msgid_plural or None, msgstr forms)
 Entry = tuple[str, "str | None", "list[str]"]
 
 
@@ -28,8 +29,6 @@ def _charset(header: bytes, path: Path) -> str:
     name = m.group(1) if m else "utf-8"
     if name.upper() == "CHARSET":  # the template placeholder: never filled in, treat as UTF-8
         name = "utf-8"
-    import codecs
-
     try:
         return codecs.lookup(name).name
     except LookupError:
@@ -100,10 +99,13 @@ def _po_string(lit: str, path: Path, lineno: int) -> str:
 def po_entries(path: str | Path) -> Iterator[tuple[Entry, bool, int]]:
     """Yield ((msgid, plural, forms), fuzzy, line) of a .po; obsolete (#~) entries are not entries."""
     path = Path(path)
+    raw = path.read_bytes()
+    # The header names the charset; it is ASCII-compatible in every encoding gettext allows.
+    charset = _charset(raw[:4096], path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = raw.decode(charset)
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not valid UTF-8 at byte {exc.start}") from None
+        raise InputError(path, f"not valid {charset} at byte {exc.start}") from None
     cur: dict = {}
     fuzzy = False
     last = None
@@ -160,9 +162,10 @@ def catalog_dirs(search: list[str]) -> list[Path]:
             dirs += [Path(c) for c in cands if os.path.isdir(c)]
         elif item == "python":
             for entry in sys.path:
-                if entry and os.path.isdir(entry) and "site-packages" in entry:
+                if entry and os.path.isdir(entry) and ("site-packages" in entry or "dist-packages" in entry):
                     for pattern in ("**/locale", "**/locales"):
-                        dirs += sorted(Path(p) for p in glob.glob(os.path.join(entry, pattern), recursive=True))
+                        found = glob.glob(os.path.join(entry, pattern), recursive=True)
+                        dirs += sorted(Path(p) for p in found)
         else:
             dirs.append(Path(item))
     return dirs
@@ -246,7 +249,8 @@ def collect_gettext(cfg, langs: list[str], on_error: str):
         elif p.is_file():
             lang = _lang_of(p)
             if lang is None:
-                raise InputError(p, "cannot tell the catalog's language: expected <lang>/LC_MESSAGES/x.mo or <lang>.po")
+                raise InputError(p, "cannot tell the catalog's language: "
+                                 "expected <lang>/LC_MESSAGES/x.mo or <lang>.po")
             explicit.append((p, lang))
         else:
             raise InputError(p, "catalog path does not exist")

@@ -129,3 +129,29 @@ def test_zip_size_limit(tmp_path):
     archive.write_bytes(_zip({"big.en": b"a" * 5000}))
     with pytest.raises(InputError, match="max_bytes"):
         safe_extract_zip(archive, tmp_path / "out", max_bytes=1000)
+
+
+def test_sacrebleu_source_via_api_and_offline_message(tmp_path, monkeypatch):
+    import sacrebleu.utils
+
+    from babelflow.config import SacrebleuSource
+    from babelflow.corpus.download import collect_sacrebleu
+
+    (tmp_path / "src.en").write_text("A test.\nAnother.\n", encoding="utf-8")
+    (tmp_path / "ref.de").write_text("Ein Test.\nNoch einer.\n", encoding="utf-8")
+    monkeypatch.setattr(sacrebleu.utils, "get_source_file", lambda ts, lp: str(tmp_path / "src.en"))
+    monkeypatch.setattr(sacrebleu.utils, "get_reference_files", lambda ts, lp: [str(tmp_path / "ref.de")])
+    cfg = SacrebleuSource(type="sacrebleu", name="wmt14", test_set="wmt14")
+    pairs, [rec] = collect_sacrebleu(cfg, "en", ["de", "ga"], "fail")
+    assert [(p.src, p.tgt, p.split) for p in pairs] == [("A test.", "Ein Test.", "test"),
+                                                          ("Another.", "Noch einer.", "test")]
+    assert rec.extra["sacrebleu"] == "wmt14/en-de"
+
+    def offline(ts, lp):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(sacrebleu.utils, "get_source_file", offline)
+    with pytest.raises(SourceUnavailableError, match="source 'wmt14'.*aligned"):
+        collect_sacrebleu(cfg, "en", ["de"], "fail")
+    with pytest.raises(InputError, match="not a sacrebleu test set"):
+        collect_sacrebleu(SacrebleuSource(type="sacrebleu", name="x", test_set="no-such-set"), "en", ["de"], "fail")

@@ -133,3 +133,11 @@ def test_po_reader_random_text_only_input_error(tmp_path, text):
         list(po_entries(path))
     except InputError:
         pass
+
+
+def test_po_charset_from_header(tmp_path):
+    po = tmp_path / "fr.po"
+    po.write_bytes('msgid ""\nmsgstr "Content-Type: text/plain; charset=ISO-8859-1\\n"\n\n'
+                   'msgid "Yes"\nmsgstr "Oui, très"\n'.encode("latin-1"))
+    pairs, _ = read_catalog(po, "fr", "t", "fail", None)
+    assert [(p.src, p.tgt) for p in pairs] == [("Yes", "Oui, très")]
