@@ -21,7 +21,8 @@ def run(params: Params, paths: Paths) -> dict:
         raise InputError(spm_model, "missing tokenizer; run the tokenize stage first")
     with atomic_dir(paths.meta) as out:
         if params.meta.enabled:
-            metrics = meta_train(params, paths.clean, Tokenizer(spm_model), paths.train, out,
+            tokenizer = Tokenizer(spm_model, max_placeholders=params.tokenizer.max_placeholders)
+            metrics = meta_train(params, paths.clean, tokenizer, paths.train, out,
                                  paths.checkpoints("meta"), log)
         else:
             # Downstream stages (adapt) still need a model here; the metrics say it is not meta-learned.
@@ -32,7 +33,10 @@ def run(params: Params, paths: Paths) -> dict:
                 shutil.copy2(src, out / name)
             metrics = {"enabled": False,
                        "note": "meta.enabled is false: data/meta is a copy of the train model"}
-        write_json(out / "meta_state.json", metrics)
+        # Timings and the resume point vary between identical runs; they go to the metrics only,
+        # so data/meta is byte-identical when the weights are.
+        write_json(out / "meta_state.json",
+                   {k: v for k, v in metrics.items() if k not in ("wall_s", "resumed_from")})
     write_json(paths.metrics("meta"), metrics)
     return metrics
 

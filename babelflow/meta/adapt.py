@@ -20,7 +20,7 @@ from torch import nn
 from babelflow.config import Params
 from babelflow.errors import InputError
 from babelflow.meta.algorithms import autocast_for
-from babelflow.meta.train import resolve_device, seed_all
+from babelflow.meta.train import as_logger, resolve_device, seed_all
 
 _log = logging.getLogger("babelflow.adapt")
 INITS = ("scratch", "transfer", "meta")
@@ -88,7 +88,7 @@ def adapt_experiment(
     from babelflow.metrics import score
     from babelflow.models import build_model, load_model
 
-    log = log or _log
+    log = as_logger(log or _log)
     cfg, ev = params.adapt, params.evaluate
     device = resolve_device(params.train.device, params.train.threads)
     sources = {"transfer": train_dir, "meta": meta_dir}
@@ -154,7 +154,11 @@ def adapt_experiment(
                 results["summary"].append(
                     f"{pair} K={k}: meta {row['meta']['bleu_mean']:.2f} vs transfer "
                     f"{row['transfer']['bleu_mean']:.2f} BLEU ({delta:+.2f}): "
-                    + ("meta-learning helps" if delta > 0 else "meta-learning does NOT beat transfer")
+                    + ("meta-learning helps" if delta > 0 else
+                       "tie: meta-learning does NOT beat transfer" if delta == 0 else
+                       "meta-learning does NOT beat transfer")
+                    + (f" (std over {len(cfg.seeds)} seeds: meta {row['meta']['bleu_std']:.2f}, "
+                       f"transfer {row['transfer']['bleu_std']:.2f})" if len(cfg.seeds) > 1 else "")
                 )
             per_k[str(k)] = row
         results["languages"][lang] = {"pair": pair, "test_sentences": len(test),
@@ -200,5 +204,5 @@ def plot_curve(results: dict, path: str | Path) -> None:
         ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})  # no version stamp
     plt.close(fig)

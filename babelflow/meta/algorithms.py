@@ -75,7 +75,10 @@ def inner_loop(
                 s[name] = betas[1] * s[name] + (1 - betas[1]) * g * g
                 m_hat = m[name] / (1 - betas[0] ** t)
                 s_hat = s[name] / (1 - betas[1] ** t)
-                update = m_hat / (s_hat.sqrt() + eps)
+                # sqrt'(0) is infinite: under create_graph, parameters with a zero gradient (unused
+                # embedding rows) would turn the meta-gradient into NaN; eps**2 inside avoids it.
+                denom = (s_hat + eps * eps).sqrt() if create_graph else s_hat.sqrt()
+                update = m_hat / (denom + eps)
             else:
                 update = g
             new[name] = p - lr * update
@@ -139,6 +142,16 @@ class MetaLearner:
         """One meta-update from `tasks` = [(support, query), ...]; returns mean losses."""
         if not tasks:
             raise ValueError("a meta-step needs at least one task")
+        if self.algorithm != "maml":
+            return self._step(tasks)
+        # Fused attention kernels (flash, memory-efficient) have no double backward; the math
+        # kernel does, and second-order MAML is meant for small models anyway.
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]):
+            return self._step(tasks)
+
+    def _step(self, tasks: Sequence[tuple[Any, Any]]) -> dict[str, float]:
         meta = meta_parameters(self.model)
         names = list(meta)
         acc = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in meta.items()}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import hashlib
+import json
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,9 +24,30 @@ from torch.func import functional_call
 from babelflow.checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from babelflow.config import Params
 from babelflow.errors import InputError
+from babelflow.io import sha256_file
 from babelflow.meta.algorithms import MetaLearner
 
 _log = logging.getLogger("babelflow.meta")
+
+
+class _CallableLog:
+    """Lets a plain `print`-like callable stand in for a logger (the trainer's convention)."""
+
+    def __init__(self, fn: Callable[[str], None]):
+        self.fn = fn
+
+    def _emit(self, msg: str, *args: Any) -> None:
+        self.fn(msg % args if args else msg)
+
+    info = warning = debug = error = _emit
+
+
+def as_logger(log: Any) -> Any:
+    if log is None:
+        return _log
+    if isinstance(log, logging.Logger) or not callable(log):
+        return log
+    return _CallableLog(log)
 
 
 def seq2seq_loss(label_smoothing: float = 0.0) -> Callable[[nn.Module, dict[str, Tensor], Any], Tensor]:
@@ -43,6 +67,8 @@ def resolve_device(device: str, threads: int = 0) -> torch.device:
             raise InputError("params.yaml", "train.device is cuda but no CUDA device is available")
         return torch.device("cuda")
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    # CPU runs promise bit-for-bit reproducibility, like the trainer.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.device("cpu")
 
 
@@ -63,23 +89,32 @@ def meta_loop(
     keep: int = 2,
     log: logging.Logger | None = None,
     log_every: int = 10,
+    fingerprint: str = "",
 ) -> dict:
     """Run meta-steps 1..`steps`; `tasks_at(step)` must be a pure function of the step.
 
     Resuming restores the weights, the outer optimizer and the RNG states (dropout), so the
-    continued run is identical to an uninterrupted one.
+    continued run is identical to an uninterrupted one. Checkpoints written under another
+    `fingerprint` (other params) are deleted instead of resumed: they belong to a different run.
     """
-    log = log or _log
+    log = as_logger(log)
     start, history = 0, []
     if ckpt_dir is not None and resume:
         found = checkpoints(ckpt_dir)
+        if found:
+            probe = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=True)
+            if probe.get("fingerprint", "") != fingerprint:
+                log.warning("meta: checkpoints in %s are from other params; starting over", ckpt_dir)
+                for old in found:
+                    shutil.rmtree(old, ignore_errors=True)
+                found = []
         if found:
             device = next(model.parameters()).device
             state = load_checkpoint(found[-1], model, device)
             learner.load_state_dict(state["learner"])
             set_rng_state(state["rng"])
             start = int(state["step"])
-            history = [dict(zip(("step", "query_loss"), row)) for row in state["history"].tolist()]
+            history = [{"step": int(s), "query_loss": q} for s, q in state["history"].tolist()]
             log.info("meta: resumed from %s (step %d)", found[-1], start)
     model.train()
     t0 = time.monotonic()
@@ -93,6 +128,7 @@ def meta_loop(
         if ckpt_dir is not None and (step % checkpoint_every == 0 or step == steps):
             state = {
                 "step": step,
+                "fingerprint": fingerprint,
                 "learner": learner.state_dict(),
                 "rng": rng_state(),
                 # A tensor (not a list of dicts) keeps the state loadable with weights_only=True.
@@ -118,7 +154,7 @@ def meta_train(
     from babelflow.meta.tasks import TaskSampler
     from babelflow.models import build_model, load_model, save_model
 
-    log = log or _log
+    log = as_logger(log)
     cfg = params.meta
     device = resolve_device(params.train.device, params.train.threads)
     seed_all(params.seed)
@@ -147,8 +183,14 @@ def meta_train(
     def tasks_at(step: int):
         return [(s.to(device), q.to(device)) for _, s, q in sampler.sample(step, cfg.tasks_per_step)]
 
+    # What determines the run: resuming a checkpoint made under other settings would mix two runs.
+    fingerprint = hashlib.sha256(json.dumps(
+        [params.seed, params.languages.model_dump(), params.model.model_dump(), cfg.model_dump(),
+         params.train.label_smoothing, params.train.max_len, params.train.clip_norm,
+         sha256_file(Path(init_dir) / "model.safetensors") if cfg.init == "train" else None],
+        sort_keys=True, default=str).encode()).hexdigest()
     result = meta_loop(model, learner, tasks_at, cfg.meta_steps, ckpt_dir, cfg.checkpoint_every,
-                       resume=cfg.resume, log=log)
+                       resume=cfg.resume, log=log, fingerprint=fingerprint)
     save_model(model.cpu(), out_dir)
     hist = result.pop("history")
     return {

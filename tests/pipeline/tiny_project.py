@@ -22,7 +22,7 @@ TINY_PARAMS = {
         "on_error": "fail",
     },
     "clean": {"langid": False, "workers": 1},
-    "tokenizer": {"vocab_size": 300, "sample_sentences": 5000},
+    "tokenizer": {"vocab_size": 500, "sample_sentences": 5000},
     "model": {"arch": "transformer",
               "transformer": {"d_model": 32, "ffn_dim": 64, "heads": 2, "encoder_layers": 1,
                               "decoder_layers": 1, "max_positions": 128}},

@@ -1,0 +1,128 @@
+"""The meta and adapt stages end to end on a tiny Multi30k slice: tiny SPM, tiny Transformer."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from babelflow.config import parse_params
+from tasks._common import Paths
+
+torch.set_num_threads(1)
+
+PARAMS = {
+    "seed": 5,
+    "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["cs"]},
+    "collect": {"sources": [{"type": "aligned", "name": "m", "path": "corpus"}]},
+    "tokenizer": {"vocab_size": 400, "sample_sentences": 2000, "max_placeholders": 2},
+    "model": {"arch": "transformer",
+              "transformer": {"d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1,
+                              "decoder_layers": 1, "max_positions": 128}},
+    "train": {"max_len": 48, "threads": 1, "device": "cpu"},
+    "meta": {"algorithm": "fomaml", "meta_steps": 3, "tasks_per_step": 2, "inner_steps": 1,
+             "inner_lr": 0.001, "outer_lr": 0.001, "support_tokens": 200, "query_tokens": 200,
+             "checkpoint_every": 2},
+    "adapt": {"k": [10, 30], "steps": 2, "max_tokens": 200, "seeds": [1, 2], "eval_sentences": 4},
+    "evaluate": {"beam_size": 1, "max_length_ratio": 1.0, "batch_sentences": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, multi30k_dir: Path):
+    from babelflow.models import build_model, save_model
+    from babelflow.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("metaproj")
+    params = parse_params(PARAMS)
+    paths = Paths(root)
+
+    def head(name: str, n: int) -> list[str]:
+        with open(multi30k_dir / name, encoding="utf-8") as fh:
+            return [next(fh).rstrip("\n") for _ in range(n)]
+
+    texts = {"en": head("train.en", 200)}
+    for lang in ("de", "fr", "cs"):
+        folder = paths.clean / f"en-{lang}"
+        folder.mkdir(parents=True)
+        tgt = head(f"train.{lang}", 200)
+        texts[lang] = tgt
+        for split, src_lines, tgt_lines in (("train", texts["en"], tgt),
+                                            ("test", head("test_2016_flickr.en", 4),
+                                             head(f"test_2016_flickr.{lang}", 4))):
+            (folder / f"{split}.src").write_text("\n".join(src_lines) + "\n", encoding="utf-8")
+            (folder / f"{split}.tgt").write_text("\n".join(tgt_lines) + "\n", encoding="utf-8")
+    train_tokenizer(texts, paths.tokenizer, params.tokenizer, ["de", "fr", "cs"], params.seed)
+    from babelflow.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    save_model(build_model(params.model, Tokenizer(paths.tokenizer / "spm.model").vocab_size), paths.train)
+    return params, paths
+
+
+def test_meta_stage_writes_a_loadable_meta_init_and_resumes(project):
+    from babelflow.models import load_model
+    from tasks import meta
+
+    params, paths = project
+    metrics = meta.run(params, paths)
+    assert metrics["enabled"] and metrics["steps"] == 3 and metrics["resumed_from"] == 0
+    assert set(metrics["pairs"]) == {"en-de", "en-fr"}  # the held-out pair is never meta-trained on
+    assert json.loads(paths.metrics("meta").read_text())["algorithm"] == "fomaml"
+    meta_model, train_model = load_model(paths.meta), load_model(paths.train)
+    diff = [not torch.equal(a, b) for a, b in zip(meta_model.state_dict().values(),
+                                                   train_model.state_dict().values())]
+    assert any(diff)
+    before = {p.name: p.read_bytes() for p in paths.meta.iterdir()}
+    again = meta.run(params, paths)  # finished checkpoint present: resumes at the end, same weights
+    assert again["resumed_from"] == 3
+    assert {p.name: p.read_bytes() for p in paths.meta.iterdir()} == before
+
+
+def test_meta_stage_disabled_copies_the_train_model(project, tmp_path):
+    import shutil
+
+    from tasks import meta
+
+    params, paths = project
+    other = Paths(tmp_path)
+    for name in ("clean", "tokenizer", "train"):
+        shutil.copytree(paths.root / "data" / name, other.root / "data" / name)
+    off = parse_params({**PARAMS, "meta": {**PARAMS["meta"], "enabled": False}})
+    metrics = meta.run(off, other)
+    assert metrics["enabled"] is False and "copy" in metrics["note"]
+    assert (other.meta / "model.safetensors").read_bytes() == (other.train / "model.safetensors").read_bytes()
+
+
+def test_adapt_stage_runs_all_three_inits(project):
+    from tasks import adapt, meta
+
+    params, paths = project
+    if not (paths.meta / "model.json").is_file():
+        meta.run(params, paths)
+    metrics = adapt.run(params, paths)
+    results = json.loads((paths.adapt / "results.json").read_text())
+    cs = results["languages"]["cs"]
+    assert cs["pair"] == "en-cs" and cs["test_sentences"] == 4
+    for k in ("10", "30"):
+        row = cs["k"][k]
+        assert row["k_used"] == int(k)
+        for init in ("scratch", "transfer", "meta"):
+            assert len(row[init]["bleu"]) == 2 and len(row[init]["chrf"]) == 2
+            assert row[init]["bleu_std"] >= 0
+            assert f"cs.k{k}.{init}.bleu" in metrics
+        assert row["meta_minus_transfer_bleu"] == pytest.approx(
+            row["meta"]["bleu_mean"] - row["transfer"]["bleu_mean"], abs=1e-3)
+    assert "BLEU" in results["signatures"]["cs"]["bleu"] or "nrefs" in results["signatures"]["cs"]["bleu"]
+    assert len(results["summary"]) == 2
+    assert (paths.adapt / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    with open(paths.plots("adapt") / "curve.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["k"] for r in rows] == ["10", "30"]
+    assert set(rows[0]) == {"k", "scratch", "transfer", "meta"}
+    # CPU runs are reproducible: the stage's folder is byte-identical on a rerun.
+    first = {p.name: p.read_bytes() for p in paths.adapt.iterdir()}
+    adapt.run(params, paths)
+    assert {p.name: p.read_bytes() for p in paths.adapt.iterdir()} == first
