@@ -12,14 +12,23 @@ TER gets `asian_support` for the CJK languages, so their characters count as wor
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from babelflow.errors import BabelflowError
 
+# Everything str.splitlines() breaks on: a decoder with byte fallback can emit any of them, and one
+# inside a hypothesis would shift every following line of a .hyp file against its reference.
+_LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+")
+
 CHAR_LEVEL_LANGS = frozenset({"ja", "ko", "th", "lo", "km", "my"})
 ASIAN_TER_LANGS = frozenset({"zh", "ja", "ko"})
+
+
+def single_line(text: str) -> str:
+    return _LINE_BREAKS.sub(" ", text)
 
 
 def bleu_tokenizer(tgt_lang: str) -> str:

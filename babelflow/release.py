@@ -23,6 +23,7 @@ from babelflow.io import atomic_dir, read_json, sha256_file, write_json, write_t
 SUMS = "SHA256SUMS"
 REQUIRED_MODEL = ("model.safetensors", "model.json")
 REQUIRED_TOKENIZER = ("spm.model", "spm.vocab")
+VOLATILE_KEYS = frozenset({"elapsed_s", "duration_s", "seconds", "timestamp", "time_s"})
 MAX_LISTED_INPUTS = 25  # a gettext manifest lists thousands of catalogs; the card shows the first few
 
 
@@ -126,13 +127,16 @@ def _sources_section(params: dict, manifest: Any, manifest_sha: str | None) -> l
     by_source: dict[str, list[dict]] = {}
     for rec in inputs:
         by_source.setdefault(str(rec.get("source", "?")), []).append(rec)
-    lines += ["| source | inputs | lines kept | sha256 of the sorted input hashes |", "|---|---:|---:|---|"]
+    lines += ["| source | inputs | lines kept | sha256 of the sorted input hashes |",
+              "|---|---:|---:|---|"]
     for name in sorted(by_source):
         recs = by_source[name]
-        combined = hashlib.sha256("\n".join(sorted(str(r.get("sha256")) for r in recs)).encode()).hexdigest()
+        joined = "\n".join(sorted(str(r.get("sha256")) for r in recs))
+        combined = hashlib.sha256(joined.encode()).hexdigest()
         kept = sum(int(r.get("kept") or 0) for r in recs)
         lines.append(f"| {name} | {len(recs)} | {kept} | `{combined}` |")
-    lines += ["", "Inputs (first %d of %d, by path):" % (min(len(inputs), MAX_LISTED_INPUTS), len(inputs)), ""]
+    shown = min(len(inputs), MAX_LISTED_INPUTS)
+    lines += ["", f"Inputs (first {shown} of {len(inputs)} by path; all in the manifest):", ""]
     for rec in sorted(inputs, key=lambda r: (str(r.get("path")), str(r.get("lang"))))[:MAX_LISTED_INPUTS]:
         lines.append(f"- `{rec.get('sha256')}` {rec.get('path')} ({rec.get('lang', '?')})")
     return lines + [""]
@@ -144,17 +148,14 @@ def _metrics_section(eval_metrics: Any) -> list[str]:
         return lines + ["No evaluation metrics were available when this release was built.", ""]
     pairs = {k: v for k, v in eval_metrics.items() if isinstance(v, dict) and "signatures" in v}
     lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
-    for pair in sorted(pairs):
-        m = pairs[pair]
-        lines.append(f"| {pair} | {m.get('n')} | {_fmt(m.get('bleu'))} | {_fmt(m.get('chrf'))} | {_fmt(m.get('ter'))} |")
-    macro = eval_metrics.get("macro")
-    if isinstance(macro, dict):
-        lines.append(f"| macro average | | {_fmt(macro.get('bleu'))} | {_fmt(macro.get('chrf'))} | {_fmt(macro.get('ter'))} |")
+    def row(label: str, m: dict) -> str:
+        return f"| {label} | {m.get('n', '')} | {_fmt(m.get('bleu'))} | {_fmt(m.get('chrf'))} | {_fmt(m.get('ter'))} |"
+
+    lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]
+    if isinstance(eval_metrics.get("macro"), dict):
+        lines.append(row("macro average", eval_metrics["macro"]))
     external = eval_metrics.get("external") or {}
-    for name in sorted(external):
-        m = external[name]
-        lines.append(f"| {name} (external, {m.get('tgt')}) | {m.get('n')} | {_fmt(m.get('bleu'))} | "
-                     f"{_fmt(m.get('chrf'))} | {_fmt(m.get('ter'))} |")
+    lines += [row(f"{name} (external, {external[name].get('tgt')})", external[name]) for name in sorted(external)]
     lines += ["", "Signatures:", ""]
     sigs: dict[tuple[str, str], list[str]] = {}
     for pair in sorted(pairs):
@@ -165,43 +166,56 @@ def _metrics_section(eval_metrics: Any) -> list[str]:
     return lines + [""]
 
 
-def _adapt_rows(results: Any) -> tuple[list[str], list[list[str]]] | None:
-    """A table from the adapt results: a `curve`/`rows` list of records, or {k: {init: bleu}}."""
-    if not isinstance(results, dict):
-        return None
-    for key in ("curve", "rows", "table"):
-        rows = results.get(key)
-        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-            cols = sorted({c for r in rows for c in r}, key=lambda c: (c != "k", c))
-            return cols, [[_fmt(r.get(c, "")) for c in cols] for r in rows]
-    nested = {k: v for k, v in results.items() if isinstance(v, dict)
-              and v and all(isinstance(x, (int, float)) for x in v.values())}
-    if nested:
-        inits = sorted({i for v in nested.values() for i in v})
-
-        def order(k: str) -> tuple:
-            return (0, int(k)) if str(k).isdigit() else (1, str(k))
-
-        return ["k"] + inits, [[str(k)] + [_fmt(nested[k].get(i, "")) for i in inits]
-                               for k in sorted(nested, key=order)]
-    return None
-
-
 def _adapt_section(results: Any, has_curve: bool) -> list[str]:
+    """Tables from the adapt stage's results.json (babelflow.meta.adapt): per held-out language,
+    mean test BLEU (± std over seeds) of each init after fine-tuning on K pairs."""
     lines = ["## Adaptation to held-out languages", ""]
     if results is None:
-        return lines + ["The adapt stage did not run (or was disabled): no adaptation results.", ""]
-    table = _adapt_rows(results)
-    if table:
-        cols, rows = table
-        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-    else:
-        lines += ["```json", json.dumps(results, indent=2, sort_keys=True, ensure_ascii=False), "```"]
+        return lines + ["The adapt stage did not run: no adaptation results.", ""]
+    if isinstance(results, dict) and results.get("enabled") is False:
+        return lines + [f"Adaptation was disabled ({results.get('note', 'adapt.enabled: false')}).", ""]
+    languages = results.get("languages") if isinstance(results, dict) else None
+    if not isinstance(languages, dict) or not languages:
+        dumped = json.dumps(results, indent=2, sort_keys=True, ensure_ascii=False)
+        return lines + ["```json", dumped, "```", ""]
+    budget = results.get("budget") or {}
+    if budget:
+        lines += ["Budget per run: " + ", ".join(f"{k}={v}" for k, v in sorted(budget.items())), ""]
+    for lang in sorted(languages):
+        entry = languages[lang]
+        per_k = entry.get("k") or {}
+        inits = [i for i in ("scratch", "transfer", "meta") if any(i in row for row in per_k.values())]
+        lines += [f"### {entry.get('pair', lang)} (test sentences: {entry.get('test_sentences')}, "
+                  f"training pool: {entry.get('train_pool')})", ""]
+        header = ["K", "K used"] + [f"{i} BLEU" for i in inits] + ["meta − transfer"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+        for k in sorted(per_k, key=lambda x: (0, int(x), "") if str(x).isdigit() else (1, 0, str(x))):
+            row = per_k[k]
+            cells = [str(k), str(row.get("k_used", ""))]
+            for init in inits:
+                r = row.get(init) or {}
+                cells.append(f"{_fmt(float(r['bleu_mean']))} ± {_fmt(float(r.get('bleu_std', 0.0)))}"
+                             if "bleu_mean" in r else "")
+            delta = row.get("meta_minus_transfer_bleu")
+            cells.append(f"{float(delta):+.2f}" if delta is not None else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    for line in results.get("summary") or []:
+        lines.append(f"- {line}")
     lines.append("")
     if has_curve:
-        lines += ["![Test BLEU after adapting on k sentences](curve.png)", ""]
+        lines += ["![Test BLEU after adapting on K sentence pairs](curve.png)", ""]
     return lines
+
+
+def without_volatile(obj: Any) -> Any:
+    """Drop wall-clock fields: they differ between identical runs and would change the release bytes."""
+    if isinstance(obj, dict):
+        return {k: without_volatile(v) for k, v in obj.items()
+                if not (str(k).startswith("wall") or str(k) in VOLATILE_KEYS)}
+    if isinstance(obj, list):
+        return [without_volatile(v) for v in obj]
+    return obj
 
 
 def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_curve: bool,
@@ -252,8 +266,9 @@ def build_release(target: str | Path, params: dict, inputs: ReleaseInputs) -> di
     target = Path(target)
     manifest = _optional_json(inputs.manifest)
     manifest_sha = sha256_file(inputs.manifest) if manifest is not None else None
-    eval_metrics = _optional_json(inputs.eval_metrics)
-    adapt_results = _optional_json(inputs.adapt_dir / "results.json") if inputs.adapt_dir else None
+    eval_metrics = without_volatile(_optional_json(inputs.eval_metrics))
+    adapt_results = (without_volatile(_optional_json(inputs.adapt_dir / "results.json"))
+                     if inputs.adapt_dir else None)
     curve = inputs.adapt_dir / "curve.png" if inputs.adapt_dir else None
     has_curve = curve is not None and curve.is_file()
     train_state = _optional_json(inputs.train_dir / "train_state.json")

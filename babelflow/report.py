@@ -4,6 +4,8 @@ Pure text building: the caller decides where it is written and which pictures ex
 """
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Iterable, Sequence
 
 
@@ -73,3 +75,46 @@ def render_report(
             if examples[pair]:
                 lines += examples_block(pair, examples[pair])
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def plot_learning_curve(csv_path: Path, png_path: Path) -> bool:
+    """Draw the trainer's learning_curve.csv (step, train_loss, dev_loss, dev_bleu) as a PNG.
+
+    Returns False when there is nothing to draw. The PNG carries no software/date metadata, so the
+    same curve gives the same bytes.
+    """
+    with open(csv_path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "step" not in rows[0]:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from babelflow.io import atomic_path
+
+    def series(col: str) -> tuple[list[float], list[float]]:
+        pts = [(float(r["step"]), float(r[col])) for r in rows if r.get(col) not in (None, "")]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for col in ("train_loss", "dev_loss"):
+        xs, ys = series(col)
+        if xs:
+            ax.plot(xs, ys, marker=".", label=col)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (per token)")
+    xs, ys = series("dev_bleu")
+    if xs:
+        ax2 = ax.twinx()
+        ax2.plot(xs, ys, color="tab:green", marker="o", label="dev_bleu")
+        ax2.set_ylabel("dev BLEU")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True

@@ -13,18 +13,15 @@ from pathlib import Path
 from babelflow.config import ExternalTestSet, Params
 from babelflow.errors import BabelflowError, InputError, SourceUnavailableError
 from babelflow.io import atomic_dir, write_json, write_text
-from babelflow.metrics import score
-from babelflow.report import render_report
+from babelflow.metrics import score, single_line
+from babelflow.report import plot_learning_curve, render_report
 from tasks._common import Paths, stage_main
 
 log = logging.getLogger("babelflow.evaluate")
 
-# Pictures the report links to when the stages that draw them have run (paths relative to data/).
-CURVES = [
-    ("Training curve", Path("plots/train/learning_curve.png")),
-    ("Training curve", Path("train/learning_curve.png")),
-    ("Adaptation curve (BLEU vs k)", Path("adapt/curve.png")),
-]
+# The adapt stage is not a dependency of this one, so whether its picture exists depends on run
+# order; the link is written always (the same report bytes either way) and resolves once adapt ran.
+ADAPT_CURVE = ("Adaptation: held-out test BLEU vs K (adapt stage)", "../adapt/curve.png")
 
 
 def read_lines(path: Path) -> list[str]:
@@ -79,7 +76,7 @@ def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params)
     )
     if len(hyps) != len(sentences):
         raise BabelflowError(f"decoder returned {len(hyps)} translations for {len(sentences)} inputs")
-    return hyps
+    return [single_line(h) for h in hyps]
 
 
 def _external(ext: ExternalTestSet, params: Params) -> tuple[list[str], list[str]]:
@@ -134,8 +131,7 @@ def run(params: Params, paths: Paths) -> dict:
         hyp_files[f"external.{ext.name}.hyp"] = hyps
 
     macro = macro_average(pair_metrics)
-    images = [(caption, "../" + rel.as_posix()) for caption, rel in CURVES
-              if (paths.data / rel).is_file()]
+    learning_csv = paths.plots("train") / "learning_curve.csv"
     settings = {"beam_size": ev.beam_size, "length_penalty": ev.length_penalty,
                 "max_length_ratio": ev.max_length_ratio}
     full = {**pair_metrics, "macro": macro}
@@ -146,6 +142,10 @@ def run(params: Params, paths: Paths) -> dict:
         for name, hyps in hyp_files.items():
             write_text(out / name, "".join(h + "\n" for h in hyps))
         write_json(out / "metrics.json", full)
+        images = [ADAPT_CURVE]
+        # The trainer writes its curve as CSV (a DVC plot); the report gets a picture of it.
+        if learning_csv.is_file() and plot_learning_curve(learning_csv, out / "learning_curve.png"):
+            images.insert(0, ("Training curve", "learning_curve.png"))
         write_text(out / "report.md",
                    render_report(pair_metrics, macro, examples, images, external, settings))
 

@@ -1,0 +1,321 @@
+"""The `babelflow` command: translate with a release, cut a versioned release, run or schedule the
+pipeline, export a model.
+
+Every user-caused failure ends with exit code 2 and one readable message (no traceback).
+Prefect and the exporter are imported only by the subcommands that need them, so `translate` starts
+fast and works where those are not installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TextIO
+
+from babelflow.errors import BabelflowError, ConfigError, InputError
+
+SEMVER = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+
+
+class ReleaseError(BabelflowError):
+    """The repository is not in a state a release can be cut from (dirty, tag exists, push failed)."""
+
+
+# ------------------------------------------------------------------------------------------- translate
+def release_languages(release: Path) -> tuple[str, list[str]]:
+    """(source language, target languages) from the release's resolved params."""
+    import yaml
+
+    path = release / "params.yaml"
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return str(params["languages"].get("source", "en")), list(params["languages"]["targets"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise InputError(path, f"cannot read the release's languages: {exc}") from None
+
+
+def release_defaults(release: Path) -> dict:
+    import yaml
+
+    try:
+        params = yaml.safe_load((release / "params.yaml").read_text(encoding="utf-8"))
+        return dict(params.get("evaluate") or {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    buf: list[str] = []
+    for line in lines:
+        buf.append(line.rstrip("\r\n"))
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def translate_stream(model, tokenizer, inp: TextIO, out: TextIO, tgt: str, beam_size: int,
+                     length_penalty: float, max_length_ratio: float, chunk: int, progress=None) -> int:
+    """Translate line by line in chunks, writing each chunk as soon as it is done (pipes stay live).
+
+    Blank lines stay blank, so the output is aligned with the input line for line.
+    """
+    from babelflow.decode import translate
+    from babelflow.metrics import single_line
+
+    n = 0
+    for block in chunks(inp, chunk):
+        todo = [i for i, s in enumerate(block) if s.strip()]
+        hyps = translate(model, tokenizer, [block[i] for i in todo], tgt, beam_size=beam_size,
+                         length_penalty=length_penalty, max_length_ratio=max_length_ratio,
+                         batch_sentences=chunk) if todo else []
+        result = [""] * len(block)
+        for i, h in zip(todo, hyps):
+            result[i] = single_line(h)
+        out.write("".join(r + "\n" for r in result))
+        out.flush()
+        n += len(block)
+        if progress is not None:
+            progress.update(len(block))
+    return n
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from babelflow.release import verify_release
+
+    release = Path(args.release)
+    if not release.is_dir():
+        raise InputError(release, "release folder not found")
+    verify_release(release)  # before any byte of the model is trusted
+    source, langs = release_languages(release)
+    if args.to not in langs:
+        raise BabelflowError(f"this release does not translate into {args.to!r}; "
+                             f"it knows: {', '.join(langs)}")
+    defaults = release_defaults(release)
+    beam = args.beam if args.beam is not None else int(defaults.get("beam_size", 4))
+    if beam < 1:
+        raise BabelflowError("--beam must be at least 1")
+
+    import torch
+
+    from babelflow.models import load_model
+    from babelflow.tokenizer import Tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(release, device=device)
+    tokenizer = Tokenizer(release / "spm.model")
+    tokenizer.tag_id(args.to)
+    kwargs = dict(tgt=args.to, beam_size=beam,
+                  length_penalty=float(defaults.get("length_penalty", 1.0)),
+                  max_length_ratio=float(defaults.get("max_length_ratio", 2.0)), chunk=args.chunk)
+
+    inp: TextIO
+    progress = None
+    if args.input and args.input != "-":
+        path = Path(args.input)
+        if not path.is_file():
+            raise InputError(path, "input file not found")
+        inp = open(path, encoding="utf-8")
+        from tqdm import tqdm
+
+        with open(path, "rb") as fh:
+            total = sum(1 for _ in fh)
+        progress = tqdm(total=total, unit="sent", desc=f"{source}->{args.to}", file=sys.stderr)
+    else:
+        inp = sys.stdin
+        if inp.isatty():
+            kwargs["chunk"] = 1  # someone typing expects each line back at once, not after 64
+    try:
+        if args.output and args.output != "-":
+            from babelflow.io import atomic_open
+
+            # A failed run leaves no half-written output file behind.
+            with atomic_open(args.output) as out:
+                translate_stream(model, tokenizer, inp, out, progress=progress, **kwargs)
+        else:
+            translate_stream(model, tokenizer, inp, sys.stdout, progress=progress, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise InputError(args.input or "<stdin>", f"not valid UTF-8: {exc.reason}") from None
+    finally:
+        if progress is not None:
+            progress.close()
+        if inp is not sys.stdin:
+            inp.close()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- release
+def _dvc() -> list[str]:
+    exe = Path(sys.executable).with_name("dvc")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "dvc"]
+
+
+def _run(cmd: Sequence[str], cwd: Path, what: str) -> str:
+    try:
+        proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise ReleaseError(f"{what}: {exc}") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
+        raise ReleaseError(f"{what} failed (exit {proc.returncode}): " + " | ".join(detail))
+    return proc.stdout
+
+
+def cut_release(root: Path, version: str, remote: str | None, push: bool, log=print) -> str:
+    """Check the DVC and git state, commit dvc.lock, push the DVC cache, tag. Returns the tag.
+
+    The push happens before the tag so that a tag always names a state whose data is on the remote;
+    a failed push leaves no tag and the command can simply be run again.
+    """
+    if not SEMVER.match(version):
+        raise ReleaseError(f"--version {version!r} is not a semantic version (X.Y.Z)")
+    tag = f"v{version}"
+    _run(["git", "rev-parse", "--git-dir"], root, f"{root} is not a git repository; git")
+    if _run(["git", "tag", "--list", tag], root, "git tag --list").strip():
+        raise ReleaseError(f"tag {tag} already exists; choose a new version")
+    if not (root / "dvc.lock").is_file():
+        raise ReleaseError(f"{root / 'dvc.lock'} not found: run `dvc repro` first")
+    status = _run(_dvc() + ["status", "--json"], root, "dvc status")
+    try:
+        changes = json.loads(status or "{}")
+    except json.JSONDecodeError:
+        changes = {"<unparsed>": status.strip()}
+    if changes:
+        names = ", ".join(sorted(changes))
+        raise ReleaseError(f"dvc status is not clean (changed: {names}); run `dvc repro` "
+                           "(and commit the code) before releasing")
+    dirty = [line[3:] for line in _run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                       root, "git status").splitlines() if line[3:] != "dvc.lock"]
+    if dirty:
+        raise ReleaseError("uncommitted changes to tracked files (the tag would not describe them): "
+                           + ", ".join(dirty[:10]))
+    if _run(["git", "status", "--porcelain", "--", "dvc.lock"], root, "git status").strip():
+        _run(["git", "add", "dvc.lock"], root, "git add dvc.lock")
+        _run(["git", "commit", "-m", f"release {tag}: dvc.lock", "--", "dvc.lock"], root, "git commit")
+        log(f"committed dvc.lock for {tag}")
+    if push:
+        cmd = _dvc() + ["push"] + (["-r", remote] if remote else [])
+        _run(cmd, root, "dvc push")
+        log(f"pushed the DVC cache to {remote or 'the default remote'}")
+    _run(["git", "tag", "-a", tag, "-m", f"babelflow release {version}"], root, "git tag")
+    log(f"tagged {tag}; restore it with: git checkout {tag} && dvc pull")
+    return tag
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    cut_release(Path(args.root), args.version, args.remote, push=not args.no_push,
+                log=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+# ------------------------------------------------------------------------------- pipeline and schedule
+def _schedule_params(root: Path) -> dict:
+    from babelflow.config import load_params
+
+    path = root / "params.yaml"
+    if not path.is_file():
+        return {}
+    return load_params(path).schedule.model_dump()
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    defaults = _schedule_params(root)
+    cron = args.cron or defaults.get("cron")
+    from flows.schedule import serve
+
+    serve(cron, root=str(root), name=args.name or defaults.get("deployment", "babelflow-nightly"),
+          timezone=args.timezone or defaults.get("timezone", "UTC"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline_flow
+
+    pipeline_flow(root=str(Path(args.root).resolve()), stages=args.stages or None)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from babelflow import export as exporter
+    except ImportError as exc:
+        raise BabelflowError(f"export is not available in this installation ({exc})") from None
+    fn = getattr(exporter, "main", None)
+    if fn is None:
+        raise BabelflowError("babelflow.export has no main(argv) entry point")
+    argv = ["--format", args.format] + args.rest
+    return int(fn(argv) or 0)
+
+
+# ------------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="babelflow",
+        description="Translate with a release, cut versioned releases, run or schedule the pipeline, "
+                    "export models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("translate", help="translate text with a release folder")
+    t.add_argument("--release", required=True, help="release folder (data/release)")
+    t.add_argument("--to", required=True, help="target language code, e.g. de")
+    t.add_argument("--input", help="input file, one sentence per line (default: stdin)")
+    t.add_argument("--output", help="output file (default: stdout)")
+    t.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy; default: the release's)")
+    t.add_argument("--chunk", type=int, default=64, help="sentences translated per step")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    t.set_defaults(func=cmd_translate)
+
+    r = sub.add_parser("release", help="tag the current DVC state as a versioned release")
+    r.add_argument("--version", required=True, help="X.Y.Z; the git tag is vX.Y.Z")
+    r.add_argument("--remote", default=None, help="DVC remote (default: the configured default)")
+    r.add_argument("--no-push", action="store_true", help="do not run dvc push")
+    r.add_argument("--root", default=".", help="project root (git + DVC repository)")
+    r.set_defaults(func=cmd_release)
+
+    s = sub.add_parser("schedule", help="serve the pipeline as a scheduled Prefect deployment")
+    s.add_argument("--cron", default=None, help='e.g. "0 3 * * *" (default: schedule.cron in params.yaml)')
+    s.add_argument("--root", default=".")
+    s.add_argument("--name", default=None)
+    s.add_argument("--timezone", default=None)
+    s.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("run", help="run the pipeline once as a Prefect flow")
+    p.add_argument("--root", default=".")
+    p.add_argument("--stages", nargs="*", default=None, help="subset of stages, in order")
+    p.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("export", help="export a model for fast inference")
+    e.add_argument("--format", required=True, choices=["ctranslate2"])
+    # Every other option (--release, --output, quantization...) belongs to the exporter: see main().
+    e.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "export":
+        parser.error("unrecognized arguments: " + " ".join(rest))
+    args.rest = rest
+    if getattr(args, "chunk", 1) < 1:
+        print("babelflow: error: --chunk must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (BabelflowError, ConfigError) as exc:
+        print(f"babelflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0  # `babelflow translate ... | head` closed the pipe: not an error
+
+
+if __name__ == "__main__":
+    sys.exit(main())
