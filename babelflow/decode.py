@@ -9,9 +9,10 @@ The maximum target length is ceil(max_length_ratio * source_length) + 5 per sent
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +34,18 @@ class SourceTokenizer(Protocol):
     def decode(self, ids: Sequence[int], mapping: Any = ...) -> str: ...
 
 
+@contextlib.contextmanager
+def eval_mode(model: Seq2Seq) -> Iterator[None]:
+    """Decode without dropout and without autograd, then give the caller back its mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def gnmt_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
@@ -46,7 +59,7 @@ def max_lengths(src: Tensor, max_length_ratio: float, model: Seq2Seq) -> list[in
 
 def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0) -> list[list[int]]:
     """Argmax decoding; the reference beam search must reproduce with beam_size=1."""
-    with torch.inference_mode():
+    with eval_mode(model):
         B = src.size(0)
         limits = torch.tensor(max_lengths(src, max_length_ratio, model), device=src.device)
         enc = model.encode(src)
@@ -76,6 +89,11 @@ def _strip(row: list[int]) -> list[int]:
     return [t for t in row if t != PAD_ID]
 
 
+def _live_best(cand_scores: Tensor, is_eos: Tensor, K: int) -> Tensor:
+    """Best raw score among the candidates that will stay live, per sentence."""
+    return cand_scores.masked_fill(is_eos, float("-inf"))[:, : 2 * K].max(dim=1).values
+
+
 def beam_search_nbest(
     model: Seq2Seq,
     src: Tensor,
@@ -87,7 +105,7 @@ def beam_search_nbest(
     """For each source row, the `nbest` best hypotheses (best first); nbest <= beam_size."""
     if beam_size < 1 or not 1 <= nbest <= beam_size:
         raise ValueError(f"need 1 <= nbest ({nbest}) <= beam_size ({beam_size})")
-    with torch.inference_mode():
+    with eval_mode(model):
         device = src.device
         B, K = src.size(0), beam_size
         limits = max_lengths(src, max_length_ratio, model)
@@ -118,17 +136,24 @@ def beam_search_nbest(
             eos_rows, eos_cols = torch.nonzero(is_eos[:, :K], as_tuple=True)
             if eos_rows.numel():
                 hist = tokens.tolist()
-                for b, c, beam, sc in zip(
-                    eos_rows.tolist(), eos_cols.tolist(),
+                for b, beam, sc in zip(
+                    eos_rows.tolist(),
                     cand_beam[eos_rows, eos_cols].tolist(), cand_scores[eos_rows, eos_cols].tolist(),
                 ):
-                    if done[b] or len(finished[b]) >= K:
+                    if done[b]:
                         continue
                     toks = hist[b * K + beam][1:]
                     finished[b].append(Hypothesis(toks, sc / gnmt_penalty(len(toks) + 1, length_penalty), sc))
+            live_best = _live_best(cand_scores, is_eos, K).tolist()
+            lp_now = gnmt_penalty(step + 1, length_penalty)
             for b in range(B):
-                if not done[b] and (len(finished[b]) >= K or limits[b] <= step + 1):
+                if done[b]:
+                    continue
+                if limits[b] <= step + 1:
                     done[b] = True
+                elif len(finished[b]) >= K:
+                    kth = sorted((h.score for h in finished[b]), reverse=True)[K - 1]
+                    done[b] = live_best[b] / lp_now <= kth
             if all(done):
                 break
 
@@ -190,9 +215,7 @@ def translate_ids(
     device = next(model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
     out: list[list[int] | None] = [None] * len(sources)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for start in range(0, len(order), batch_sentences):
             idx = order[start : start + batch_sentences]
             src = pad_batch([sources[i] for i in idx], device)
@@ -202,8 +225,6 @@ def translate_ids(
                 hyps = beam_search(model, src, beam_size, length_penalty, max_length_ratio)
             for i, h in zip(idx, hyps):
                 out[i] = h
-    finally:
-        model.train(was_training)
     return out  # type: ignore[return-value]
 
 

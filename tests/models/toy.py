@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from babelflow.config import ModelConfig, RNNConfig, TransformerConfig
@@ -77,3 +78,12 @@ def tiny_config(arch: str, **rnn_kw) -> ModelConfig:
         ),
         rnn=RNNConfig(**{"embed_dim": 48, "hidden_dim": 64, "dropout": 0.0, **rnn_kw}),
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One intra-op thread: on a shared 2-core machine, two threads per test process thrash."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,111 @@
+"""Export the Transformer to CTranslate2 (fast CPU/GPU inference) through ctranslate2's spec API.
+
+ctranslate2 is an optional dependency (`pip install babelflow[export]`); it is imported only here.
+Positions are written as an explicit table, so CTranslate2 uses exactly the model's sinusoidal (or
+learned) encodings instead of its own sinusoid layout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from babelflow.errors import BabelflowError
+from babelflow.io import atomic_dir
+from babelflow.models.transformer import Transformer
+from babelflow.specials import BOS_ID, EOS_ID, UNK_ID
+
+
+def _np(t: torch.Tensor):
+    return t.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def _linear(spec, layer: torch.nn.Linear | None = None, weight=None, bias=None) -> None:
+    spec.weight = _np(layer.weight if layer is not None else weight)
+    b = layer.bias if layer is not None else bias
+    if b is not None:
+        spec.bias = _np(b)
+
+
+def _norm(spec, ln: torch.nn.LayerNorm) -> None:
+    spec.gamma = _np(ln.weight)
+    spec.beta = _np(ln.bias)
+
+
+def _ffn(spec, norm: torch.nn.LayerNorm, ffn) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear_0, ffn.fc1)
+    _linear(spec.linear_1, ffn.fc2)
+
+
+def _self_attn(spec, norm, attn) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(
+        spec.linear[0],
+        weight=torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+        bias=torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]),
+    )
+    _linear(spec.linear[1], attn.out_proj)
+
+
+def _cross_attn(spec, norm, attn) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear[0], attn.q_proj)
+    _linear(
+        spec.linear[1],
+        weight=torch.cat([attn.k_proj.weight, attn.v_proj.weight]),
+        bias=torch.cat([attn.k_proj.bias, attn.v_proj.bias]),
+    )
+    _linear(spec.linear[2], attn.out_proj)
+
+
+def export_ctranslate2(
+    model: Transformer, vocabulary: Sequence[str], out_dir: str | Path, quantization: str | None = None
+) -> Path:
+    """Write a CTranslate2 model folder; `vocabulary[i]` is the token string of id i."""
+    try:
+        import ctranslate2
+        from ctranslate2.specs import transformer_spec
+    except ImportError:
+        raise BabelflowError("ctranslate2 is not installed (pip install 'babelflow[export]')") from None
+    if not isinstance(model, Transformer):
+        raise BabelflowError(f"only the transformer can be exported to CTranslate2, not {model.arch!r}")
+    if len(vocabulary) != model.vocab_size:
+        raise BabelflowError(f"vocabulary has {len(vocabulary)} entries, the model {model.vocab_size}")
+    cfg = model.cfg
+    spec = transformer_spec.TransformerSpec.from_config(
+        (cfg.encoder_layers, cfg.decoder_layers), cfg.heads, pre_norm=True
+    )
+    with torch.no_grad():
+        positions = model._positions(cfg.max_positions, 0, torch.device("cpu"))
+    for side in (spec.encoder, spec.decoder):
+        emb = side.embeddings[0] if isinstance(side.embeddings, list) else side.embeddings
+        emb.weight = _np(model.embed.weight)
+        side.scale_embeddings = True
+        side.position_encodings.encodings = _np(positions)
+    _norm(spec.encoder.layer_norm, model.encoder_norm)
+    for layer_spec, layer in zip(spec.encoder.layer, model.encoder_layers):
+        _self_attn(layer_spec.self_attention, layer.self_norm, layer.self_attn)
+        _ffn(layer_spec.ffn, layer.ffn_norm, layer.ffn)
+    _norm(spec.decoder.layer_norm, model.decoder_norm)
+    for layer_spec, layer in zip(spec.decoder.layer, model.decoder_layers):
+        _self_attn(layer_spec.self_attention, layer.self_norm, layer.self_attn)
+        _cross_attn(layer_spec.attention, layer.cross_norm, layer.cross_attn)
+        _ffn(layer_spec.ffn, layer.ffn_norm, layer.ffn)
+    out_w = model.embed.weight if model.output_proj is None else model.output_proj.weight
+    _linear(spec.decoder.projection, weight=out_w, bias=torch.zeros(model.vocab_size))
+    vocab = list(vocabulary)
+    spec.register_source_vocabulary(vocab)
+    spec.register_target_vocabulary(vocab)
+    spec.config.bos_token = vocab[BOS_ID]
+    spec.config.eos_token = vocab[EOS_ID]
+    spec.config.unk_token = vocab[UNK_ID]
+    spec.config.decoder_start_token = vocab[BOS_ID]
+    spec.config.layer_norm_epsilon = model.encoder_norm.eps
+    spec.validate()
+    spec.optimize(quantization=quantization)
+    with atomic_dir(out_dir) as tmp:
+        spec.save(str(tmp))
+    del ctranslate2
+    return Path(out_dir)

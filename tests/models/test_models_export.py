@@ -1,0 +1,46 @@
+"""CTranslate2 export: greedy outputs equal PyTorch's. Needs the optional ctranslate2 package
+(skipped with a reason without it; run with it installed, e.g. `pip install babelflow[export]`)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from babelflow.decode import greedy, max_lengths
+from babelflow.errors import BabelflowError
+from babelflow.loss import token_cross_entropy
+from babelflow.models import build_model
+from tests.models.toy import WordTokenizer, make_batch, make_pairs, tiny_config, single_thread  # noqa: F401 (autouse)
+
+ctranslate2 = pytest.importorskip("ctranslate2", reason="optional export dependency ctranslate2 not installed")
+
+from babelflow.export import export_ctranslate2  # noqa: E402
+
+
+def test_ctranslate2_greedy_matches_pytorch(tmp_path):
+    tok = WordTokenizer()
+    src, tgt_in, tgt_out = make_batch(tok, make_pairs(32))
+    torch.manual_seed(0)
+    model = build_model(tiny_config("transformer"), tok.vocab_size)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):  # partly trained: outputs are neither trivial nor all correct
+        loss = token_cross_entropy(model(src, tgt_in), tgt_out) / tgt_out.ne(0).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    out = export_ctranslate2(model, tok.itos, tmp_path / "ct2")
+    translator = ctranslate2.Translator(str(out), device="cpu", intra_threads=1)
+    tokens = [[tok.itos[i] for i in row if i != 0] for row in src.tolist()]
+    res = translator.translate_batch(tokens, beam_size=1, max_decoding_length=40)
+    ct2 = [[tok.stoi[t] for t in r.hypotheses[0]] for r in res]
+    ours = greedy(model, src)
+    limits = max_lengths(src, 2.0, model)
+    for mine, theirs, limit in zip(ours, ct2, limits):
+        # Where PyTorch stopped at its length limit (forced EOS), CTranslate2 decodes on.
+        assert (theirs[: len(mine)] if len(mine) == limit - 1 else theirs) == mine
+
+
+def test_export_rejects_rnn(tmp_path):
+    tok = WordTokenizer()
+    with pytest.raises(BabelflowError, match="only the transformer"):
+        export_ctranslate2(build_model(tiny_config("rnn"), tok.vocab_size), tok.itos, tmp_path / "x")
