@@ -109,3 +109,26 @@ def export_ctranslate2(
         spec.save(str(tmp))
     del ctranslate2
     return Path(out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`babelflow export --format ctranslate2 --release data/release --output OUT [--quantization int8]`."""
+    import argparse
+
+    import sentencepiece as spm
+
+    from babelflow.models import load_model
+
+    parser = argparse.ArgumentParser(prog="babelflow export")
+    parser.add_argument("--format", choices=["ctranslate2"], required=True)
+    parser.add_argument("--release", default="data/release", help="folder with model.* and spm.model")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--quantization", default=None, help="e.g. int8, int8_float32, float16")
+    args = parser.parse_args(argv)
+    release = Path(args.release)
+    model = load_model(release)
+    sp = spm.SentencePieceProcessor(model_file=str(release / "spm.model"))
+    vocabulary = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    out = export_ctranslate2(model, vocabulary, args.output, args.quantization)
+    print(f"exported to {out}")
+    return 0
