@@ -146,6 +146,9 @@ class CleanConfig(Section):
     langid: bool = True
     langid_min_prob: float = Field(default=0.5, ge=0, le=1)
     langid_min_chars: int = Field(default=25, ge=0)  # shorter strings are too short to identify
+    # The source side too. Off by default: English UI strings are short and technical ("cannot queue
+    # commands during COPY") and langid mislabels them, dropping a good pair from every language.
+    langid_source: bool = False
     drop_copies: bool = True
     dedup: bool = True
     workers: int = Field(default=0, ge=0)  # 0 = all cores

@@ -1,0 +1,309 @@
+"""Streaming clean of aligned corpora: chunked reading, per-pair filters in a process pool, then
+the stateful steps (dedup, cross-split leakage) in the parent, in input order.
+
+Memory is bounded by the chunk size times the pool's prefetch plus the dedup hash sets (8 bytes of
+digest per kept pair). `Pool.imap` returns chunks in input order, so the output bytes do not depend
+on the number of workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing as mp
+import os
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from babelflow.clean import filters as F
+from babelflow.clean.normalize import normalize
+from babelflow.config import CleanConfig
+from babelflow.corpus.split import SPLITS, split_key
+from babelflow.errors import InputError
+
+log = logging.getLogger("babelflow.clean")
+
+MAX_LINE_BYTES = 1 << 20
+STATEFUL_FILTERS = ("duplicate", "near_duplicate", "leakage")
+INVALID = "invalid_input"
+_NON_WORD = re.compile(r"\W+")
+
+
+@dataclass(frozen=True)
+class NormSettings:
+    form: str = "NFC"
+    unescape: bool = True
+    markup: bool = True
+    accelerators: bool = True
+
+
+@dataclass
+class SplitReport:
+    lines_in: int = 0
+    lines_out: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[dict]] = field(default_factory=dict)
+
+    def remove(self, reason: str, example: dict, keep: int) -> None:
+        self.removed[reason] = self.removed.get(reason, 0) + 1
+        ex = self.examples.setdefault(reason, [])
+        if len(ex) < keep:
+            ex.append(example)
+
+    def to_dict(self) -> dict:
+        return {"in": self.lines_in, "out": self.lines_out, "removed": dict(sorted(self.removed.items())),
+                "examples": {k: v for k, v in sorted(self.examples.items()) if v}}
+
+
+def filter_order(cfg: CleanConfig) -> list[str]:
+    """Names of the active filters, in the order they are applied (a pair counts under the first)."""
+    on = {
+        "empty": True, "copy": cfg.drop_copies, "placeholders": cfg.placeholder_agreement,
+        "min_tokens": cfg.min_tokens > 0, "max_tokens": True, "max_token_chars": True,
+        "length_ratio": True, "numbers": cfg.number_agreement, "script": cfg.script_min_share > 0,
+        "langid": cfg.langid,
+    }
+    order = [INVALID] + [f for f in F.LINE_FILTERS if on[f]] + ["leakage"]
+    if cfg.dedup:
+        order += ["duplicate", "near_duplicate"]
+    return order
+
+
+def settings_for(cfg: CleanConfig, src: str, tgt: str, run_langs: list[str]) -> tuple[F.FilterSettings, list[str]]:
+    """Resolve the config for one pair; also return notes on filters skipped for unknown languages."""
+    notes: list[str] = []
+    src_scripts, tgt_scripts = F.script_for(src), F.script_for(tgt)
+    if cfg.script_min_share > 0:
+        for lang, scr in ((src, src_scripts), (tgt, tgt_scripts)):
+            if scr is None:
+                notes.append(f"script: no script known for {lang!r}; not checked on that side")
+    langs: tuple[str, ...] = ()
+    lsrc = ltgt = False
+    if cfg.langid:
+        known = F.langid_supported()
+        base = lambda code: code.split("_")[0].split("@")[0]  # noqa: E731
+        langs = tuple(sorted({base(lang) for lang in [*run_langs, "en"]} & known))
+        lsrc, ltgt = base(src) in known, base(tgt) in known
+        for lang, ok in ((src, lsrc), (tgt, ltgt)):
+            if not ok:
+                notes.append(f"langid: {lang!r} unknown to langid.py; not checked on that side")
+    s = F.FilterSettings(
+        src_lang=src.split("_")[0], tgt_lang=tgt.split("_")[0],
+        placeholder_agreement=cfg.placeholder_agreement, min_tokens=cfg.min_tokens,
+        max_tokens=cfg.max_tokens, max_token_chars=cfg.max_token_chars,
+        max_length_ratio=cfg.max_length_ratio, ratio_min_tokens=cfg.ratio_min_tokens,
+        number_agreement=cfg.number_agreement, script_min_share=cfg.script_min_share,
+        src_scripts=src_scripts, tgt_scripts=tgt_scripts, langid_langs=langs if (lsrc or ltgt) else (),
+        langid_source=cfg.langid_source, langid_src=lsrc, langid_tgt=ltgt, langid_min_prob=cfg.langid_min_prob,
+        langid_min_chars=cfg.langid_min_chars, drop_copies=cfg.drop_copies,
+    )
+    return s, notes
+
+
+def process_chunk(job: tuple[NormSettings, F.FilterSettings, list[tuple[int, str, str]]]):
+    """Worker: normalise and filter a chunk. Returns (line_no, src, tgt, reason-or-None) per pair."""
+    norm, fs, rows = job
+    kw = dict(form=norm.form, unescape=norm.unescape, markup=norm.markup, accelerators=norm.accelerators)
+    out = []
+    for line_no, src, tgt in rows:
+        s, t = normalize(src, **kw), normalize(tgt, **kw)
+        reason = F.check_pair(s, t, fs)
+        # A rejected pair is reported as it was read: the example must show what the filter saw raw.
+        out.append((line_no, s, t, reason) if reason is None else (line_no, src, tgt, reason))
+    return out
+
+
+def _read_pairs(src_path: Path, tgt_path: Path, on_error: str, report: SplitReport,
+                keep: int) -> Iterator[tuple[int, str, str]]:
+    """Aligned lines as text; bad lines are skipped (counted, with file:line) or raise InputError."""
+    with open(src_path, "rb") as fs, open(tgt_path, "rb") as ft:
+        line_no = 0
+        while True:
+            bs, bt = fs.readline(MAX_LINE_BYTES + 1), ft.readline(MAX_LINE_BYTES + 1)
+            if not bs and not bt:
+                return
+            line_no += 1
+            if not bs or not bt:
+                short = src_path if not bs else tgt_path
+                raise InputError(short, "file ends early: source and target line counts differ", line_no)
+            report.lines_in += 1
+            problem = None
+            texts = []
+            for path, raw, fh in ((src_path, bs, fs), (tgt_path, bt, ft)):
+                if len(raw) > MAX_LINE_BYTES:
+                    # Drain the rest of the long line so the next read starts on the next line.
+                    while raw and not raw.endswith(b"\n"):
+                        raw = fh.readline(MAX_LINE_BYTES)
+                    problem = problem or (path, f"line longer than {MAX_LINE_BYTES} bytes")
+                    texts.append("")
+                    continue
+                try:
+                    texts.append(raw.decode("utf-8").rstrip("\r\n"))
+                except UnicodeDecodeError as exc:
+                    problem = problem or (path, f"invalid UTF-8 ({exc.reason} at byte {exc.start})")
+                    texts.append("")
+            if problem is not None:
+                if on_error == "fail":
+                    raise InputError(problem[0], problem[1], line_no)
+                report.remove(INVALID, {"file": str(problem[0]), "line": line_no, "error": problem[1]}, keep)
+                continue
+            yield line_no, texts[0], texts[1]
+
+
+def _chunks(rows: Iterator, size: int) -> Iterator[list]:
+    buf = []
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
+
+
+def _loose(text: str) -> str:
+    return _NON_WORD.sub(" ", text.casefold()).strip()
+
+
+def _usable_cpus() -> int:
+    # The affinity mask, not os.cpu_count(): a container may see 64 cores and be allowed 2.
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class Cleaner:
+    """Cleans every pair of a run; one pool shared by all files. Use as a context manager."""
+
+    def __init__(self, cfg: CleanConfig, run_langs: list[str]):
+        self.cfg = cfg
+        self.run_langs = run_langs
+        self.norm = NormSettings(cfg.unicode_form, cfg.unescape_html, cfg.strip_markup, cfg.strip_accelerators)
+        self.workers = cfg.workers or _usable_cpus()
+        self.pool = None
+
+    def __enter__(self) -> "Cleaner":
+        if self.workers > 1:
+            # spawn: no inherited locks or file handles from the parent (e.g. Prefect's threads).
+            self.pool = mp.get_context("spawn").Pool(self.workers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def _map(self, jobs: Iterator):
+        """Results in input order. Not `Pool.imap`: its feeder thread drains the whole input
+        iterator at once, which would read a 10M-line file into memory; here at most
+        2 x workers chunks are in flight."""
+        if self.pool is None:
+            yield from map(process_chunk, jobs)
+            return
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(self.pool.apply_async(process_chunk, (job,)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def clean_split(self, src_path: Path, tgt_path: Path, out_src: Path, out_tgt: Path,
+                    fs: F.FilterSettings, held_out_keys: set[bytes] | None,
+                    collect_keys: set[bytes] | None) -> SplitReport:
+        """Clean one split. `held_out_keys`: split keys of dev/test sources (train drops them);
+        `collect_keys`: where to add the split keys of kept sources (dev/test)."""
+        cfg = self.cfg
+        keep = cfg.examples_per_filter
+        report = SplitReport(removed={f: 0 for f in self._order()})
+        seen_exact: set[bytes] = set()
+        seen_loose: set[bytes] = set()
+        rows = _read_pairs(src_path, tgt_path, cfg.on_error, report, keep)
+        jobs = ((self.norm, fs, chunk) for chunk in _chunks(rows, cfg.chunk_lines))
+        with open(out_src, "w", encoding="utf-8", newline="\n") as os_, \
+                open(out_tgt, "w", encoding="utf-8", newline="\n") as ot:
+            for result in self._map(jobs):
+                for line_no, s, t, reason in result:
+                    if reason is None and held_out_keys is not None:
+                        if _digest(split_key(s)) in held_out_keys:
+                            reason = "leakage"
+                    if reason is None and cfg.dedup:
+                        exact = _digest(s, t)
+                        if exact in seen_exact:
+                            reason = "duplicate"
+                        else:
+                            seen_exact.add(exact)
+                            loose = _digest(_loose(s), _loose(t))
+                            if loose in seen_loose:
+                                reason = "near_duplicate"
+                            seen_loose.add(loose)
+                    if reason is not None:
+                        report.remove(reason, {"line": line_no, "src": s, "tgt": t}, keep)
+                        continue
+                    if collect_keys is not None:
+                        collect_keys.add(_digest(split_key(s)))
+                    os_.write(s + "\n")
+                    ot.write(t + "\n")
+                    report.lines_out += 1
+        return report
+
+    def _order(self) -> list[str]:
+        return filter_order(self.cfg)
+
+
+def clean_corpus(raw_dir: Path, out_dir: Path, cfg: CleanConfig, source: str, targets: list[str]) -> dict:
+    """Clean `raw_dir/<source>-<tgt>/` for every target into `out_dir` (which must exist).
+
+    dev and test of every pair are cleaned first, so train can drop any pair whose source key is in
+    any pair's dev or test: cleaning (markup, accelerators) can merge strings the collector split apart.
+    Returns the report (also the content of report.json).
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    pairs = [f"{source}-{t}" for t in targets]
+    for pair in pairs:
+        for split in SPLITS:
+            for side in ("src", "tgt"):
+                if not (raw_dir / pair / f"{split}.{side}").is_file():
+                    raise InputError(raw_dir / pair / f"{split}.{side}", "missing raw corpus file")
+    run_langs = [source, *targets]
+    report: dict = {"order": filter_order(cfg), "pairs": {}, "notes": {}}
+    held_out: set[bytes] = set()
+    with Cleaner(cfg, run_langs) as cleaner:
+        settings = {}
+        for pair, tgt in zip(pairs, targets):
+            settings[pair], notes = settings_for(cfg, source, tgt, run_langs)
+            if notes:
+                report["notes"][pair] = notes
+            (out_dir / pair).mkdir(parents=True, exist_ok=True)
+            report["pairs"][pair] = {}
+        for split in ("dev", "test", "train"):
+            for pair in pairs:
+                src_dir, dst = raw_dir / pair, out_dir / pair
+                rep = cleaner.clean_split(
+                    src_dir / f"{split}.src", src_dir / f"{split}.tgt", dst / f"{split}.src", dst / f"{split}.tgt",
+                    settings[pair], held_out if split == "train" else None,
+                    held_out if split != "train" else None)
+                report["pairs"][pair][split] = rep.to_dict()
+                log.info("clean %s %s: %d -> %d", pair, split, rep.lines_in, rep.lines_out)
+    report["pairs"] = {p: {s: report["pairs"][p][s] for s in SPLITS} for p in pairs}
+    report["totals"] = totals(report)
+    return report
+
+
+def totals(report: dict) -> dict:
+    tot = {"in": 0, "out": 0, "removed": {}}
+    for splits in report["pairs"].values():
+        for rep in splits.values():
+            tot["in"] += rep["in"]
+            tot["out"] += rep["out"]
+            for k, v in rep["removed"].items():
+                tot["removed"][k] = tot["removed"].get(k, 0) + v
+    return tot
