@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
+from babelflow import failpoints
 from babelflow.errors import IntegrityError
 from babelflow.io import atomic_dir
 
@@ -58,12 +60,60 @@ def checkpoints(ckpt_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(STEP_RE.match(p.name).group(1)))
 
 
+def _canonical(obj):
+    """The same values as `obj`, with every string interned.
+
+    Pickle writes an object seen twice as a back-reference, so its bytes depend on which equal
+    strings are the *same object*. After a resume, keys loaded from the old state are distinct
+    objects from the code's literals; interning them all makes the bytes of a resumed run's
+    checkpoint equal to an uninterrupted run's (DVC hashes the checkpoint folder).
+    """
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_canonical(v) for v in obj)
+    return obj
+
+
+def resumable(ckpt_dir: str | Path, fingerprint: str, log=None) -> list[Path]:
+    """The checkpoints a run with `fingerprint` may resume from, oldest first.
+
+    Checkpoints persist across DVC runs, so after a change of params or data the folder holds
+    another run's state; resuming it would mix two runs (or fail on a shape mismatch). Those are
+    deleted, with a log line, and the run starts over.
+    """
+    found = checkpoints(ckpt_dir)
+    if not found:
+        return []
+    probe = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=True)
+    if probe.get("fingerprint", "") == fingerprint:
+        return found
+    if log is not None:
+        log(f"checkpoints in {ckpt_dir} belong to other params or data; starting over")
+    for old in found:
+        shutil.rmtree(old, ignore_errors=True)
+    return []
+
+
+def fingerprint_of(*parts) -> str:
+    """A stable hash of JSON-able parts: what makes two runs the same run."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def save_checkpoint(ckpt_dir: str | Path, step: int, model: nn.Module, state: dict, keep: int) -> Path:
     target = Path(ckpt_dir) / f"step_{step:08d}"
     with atomic_dir(target) as tmp:
         # save_model (not save_file) copes with tied embeddings, which share storage.
         save_model(model, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
+        torch.save(_canonical(state), tmp / "state.pt")
+    failpoints.reach(f"checkpoint_saved:{Path(ckpt_dir).name}")
     for old in checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -73,7 +123,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, device: str | torch.devi
     path = Path(path)
     try:
         load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
-        return torch.load(path / "state.pt", map_location=device, weights_only=True)
+        # CPU first: RNG states must stay CPU tensors; the optimizer moves its state to the params.
+        return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:
         raise IntegrityError(f"{path}: unreadable checkpoint ({exc}); delete it to start over") from None
 

@@ -19,11 +19,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from babelflow.checkpoint import average_weights, checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from babelflow.checkpoint import (average_weights, checkpoints, fingerprint_of, load_checkpoint, resumable, rng_state,
+                                  save_checkpoint, set_rng_state)
 from babelflow.config import Params, TrainConfig
 from babelflow.data import TokenBatcher, load_examples, read_parallel
 from babelflow.errors import InputError
-from babelflow.io import write_json, write_text
+from babelflow.io import sha256_file, write_json, write_text
 from babelflow.loss import token_cross_entropy
 
 CURVE_COLUMNS = ["step", "train_loss", "dev_loss", "dev_bleu"]
@@ -115,6 +116,23 @@ def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, st
     return sum(scores) / len(scores) if scores else None
 
 
+# Knobs that change how a run is operated, not what it computes: a checkpoint made under other values
+# of these is still this run's and may be resumed.
+_OPERATIONAL = {"resume", "checkpoint_every", "keep_checkpoints", "threads", "device", "compile"}
+
+
+def _fingerprint(params: Params, clean_dir: Path, tokenizer) -> str:
+    train = {k: v for k, v in params.train.model_dump().items() if k not in _OPERATIONAL}
+    if train["schedule"] != "cosine":
+        train.pop("max_steps")  # extending a run continues it; only cosine's curve depends on the end
+    data = {}
+    for lang in params.languages.targets:
+        folder = Path(clean_dir) / params.languages.pair(lang)
+        data[lang] = [sha256_file(f) for f in sorted(folder.glob("*.src")) + sorted(folder.glob("*.tgt"))]
+    return fingerprint_of(params.seed, params.languages.model_dump(), params.model.model_dump(), train, data,
+                          sha256_file(tokenizer.path))
+
+
 def _default_save(model: nn.Module, out_dir: Path) -> None:
     from babelflow.models import save_model
 
@@ -188,8 +206,9 @@ def train_model(
     curve: list[dict] = []
     best: float | None = None
     bad_validations = 0
-    wall_before = 0.0
-    found = checkpoints(ckpt_dir) if cfg.resume else []
+    stopped_early = False
+    fingerprint = _fingerprint(params, clean_dir, tokenizer)
+    found = resumable(ckpt_dir, fingerprint, log) if cfg.resume else []
     if found:
         state = load_checkpoint(found[-1], model, device)
         optim.load_state_dict(state["optimizer"])
@@ -199,7 +218,8 @@ def train_model(
         curve = [dict(r) for r in state["curve"]]
         best = state["best"]
         bad_validations = int(state["bad_validations"])
-        wall_before = float(state["wall_time_s"])
+        # A run that already stopped early stays stopped; resuming must not train past that point.
+        stopped_early = bool(state.get("stopped_early", False))
         if is_main:
             log(f"resumed from {found[-1]} at step {step}")
 
@@ -223,11 +243,11 @@ def train_model(
     window_loss = window_tokens = 0.0
     t_start = time.monotonic()
     t_window = t_start
-    stopped_early = False
     last_dev_loss = last_dev_bleu = None
+    tokens_at_start = tokens_seen
     it = iter(batcher)
     model.train()
-    while step < cfg.max_steps:
+    while step < cfg.max_steps and not stopped_early:
         micro = [next(it) for _ in range(cfg.accumulate)]
         ntok = sum(b.ntokens for b in micro)
         if distributed:
@@ -247,7 +267,8 @@ def train_model(
                 loss = token_cross_entropy(logits, batch.tgt_out, cfg.label_smoothing)
                 # DDP averages gradients over ranks; scaling by world turns that into a global sum.
                 (loss * (world / ntok_global)).backward()
-            step_loss += float(loss.detach())
+            # Kept as a tensor: a float() here would stall the GPU on every micro-batch.
+            step_loss = step_loss + loss.detach()
         if cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
         step += 1
@@ -263,7 +284,7 @@ def train_model(
         row = None
         if step % log_every == 0 or step == cfg.max_steps:
             now = time.monotonic()
-            row = {"step": step, "train_loss": round(window_loss / max(window_tokens, 1), 5)}
+            row = {"step": step, "train_loss": round(float(window_loss) / max(window_tokens, 1), 5)}
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", tok_s=f"{window_tokens * world / max(now - t_window, 1e-9):.0f}",
                             lr=f"{lr_at(step, cfg):.2e}")
             window_loss = window_tokens = 0.0
@@ -302,7 +323,8 @@ def train_model(
                     "curve": curve,
                     "best": best,
                     "bad_validations": bad_validations,
-                    "wall_time_s": wall_before + time.monotonic() - t_start,
+                    "stopped_early": stopped_early,
+                    "fingerprint": fingerprint,
                 }, cfg.keep_checkpoints)
             if distributed:
                 dist.barrier()
@@ -314,12 +336,14 @@ def train_model(
             return {"steps": step, "interrupted": True}
     bar.close()
 
-    wall = wall_before + time.monotonic() - t_start
+    if last_dev_loss is None:  # resumed after the last validation: report the recorded one
+        last_dev = next((r for r in reversed(curve) if r.get("dev_loss") is not None), {})
+        last_dev_loss, last_dev_bleu = last_dev.get("dev_loss"), last_dev.get("dev_bleu")
+    # Everything below lands in hashed outputs (data/train, DVC lock): no clock readings in it, so
+    # identical runs give identical bytes. Timings go only into the returned metrics.
     metrics = {
         "steps": step,
         "tokens_seen": tokens_seen,
-        "wall_time_s": round(wall, 2),
-        "tokens_per_s": round(tokens_seen / max(wall, 1e-9), 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_loss": next((r["train_loss"] for r in reversed(curve) if "train_loss" in r), None),
         "dev_loss": last_dev_loss,
@@ -329,6 +353,7 @@ def train_model(
         "world_size": world,
     }
     if is_main:
+        _write_curve(plots_dir / "learning_curve.csv", curve)
         if cfg.average_last > 1:
             last = checkpoints(ckpt_dir)[-cfg.average_last :]
             average_weights(last, model)
@@ -338,4 +363,6 @@ def train_model(
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
-    return metrics
+    wall = time.monotonic() - t_start
+    trained = tokens_seen - tokens_at_start
+    return {**metrics, "wall_time_s": round(wall, 2), "tokens_per_s": round(trained / max(wall, 1e-9), 1)}

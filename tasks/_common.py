@@ -12,6 +12,7 @@ from typing import Callable
 
 from babelflow.config import Params, load_params
 from babelflow.errors import BabelflowError
+from babelflow.io import write_json
 
 log = logging.getLogger("babelflow")
 
@@ -71,6 +72,22 @@ class Paths:
 
     def plots(self, stage: str) -> Path:
         return self.data / "plots" / stage
+
+
+# Values that differ between identical runs (clock readings, where a run resumed). DVC hashes the
+# metrics files, so these are logged and never written: identical runs give identical bytes.
+VOLATILE_METRICS = ("wall_s", "wall_time_s", "tokens_per_s", "resumed_from")
+
+
+def write_metrics(paths: Paths, stage: str, metrics: dict) -> dict:
+    """Write `data/metrics/<stage>.json` without the volatile values; log those instead."""
+    volatile = {k: metrics[k] for k in VOLATILE_METRICS if k in metrics}
+    if volatile:
+        log.info("stage %s: %s", stage, ", ".join(f"{k}={v}" for k, v in volatile.items()))
+    kept = {k: v for k, v in metrics.items() if k not in volatile}
+    paths.metrics(stage).parent.mkdir(parents=True, exist_ok=True)
+    write_json(paths.metrics(stage), kept)
+    return kept
 
 
 def setup_logging() -> None:

@@ -8,7 +8,7 @@ import logging
 from babelflow.config import Params
 from babelflow.errors import InputError
 from babelflow.io import atomic_dir, atomic_open, write_json
-from tasks._common import Paths, stage_main
+from tasks._common import Paths, stage_main, write_metrics
 
 log = logging.getLogger("babelflow.adapt")
 
@@ -25,15 +25,13 @@ def run(params: Params, paths: Paths) -> dict:
             results = {"enabled": False, "note": "adapt.enabled is false: no experiment was run",
                        "languages": {}}
             write_json(out / "results.json", results)
-            metrics = {"enabled": False}
-            write_json(paths.metrics("adapt"), metrics)
-            return metrics
+            return write_metrics(paths, "adapt", {"enabled": False})
         tokenizer = Tokenizer(spm_model, max_placeholders=params.tokenizer.max_placeholders)
         results = adapt_experiment(params, paths.clean, tokenizer, paths.train, paths.meta, log)
         first = next(iter(results["languages"]))
         results["curve_language"] = first  # curve.csv holds one language: DVC plots want one x/y table
         results["enabled"] = True
-        wall_s = results.pop("wall_s")  # kept out of data/adapt so identical runs hash identically
+        wall_s = results.pop("wall_s")
         write_json(out / "results.json", results)
         plot_curve(results, out / "curve.png")
     rows = curve_rows(results, first)
@@ -51,7 +49,7 @@ def run(params: Params, paths: Paths) -> dict:
                     metrics[f"{lang}.k{k}.{init}.chrf"] = row[init]["chrf_mean"]
             if "meta_minus_transfer_bleu" in row:
                 metrics[f"{lang}.k{k}.meta_minus_transfer_bleu"] = row["meta_minus_transfer_bleu"]
-    write_json(paths.metrics("adapt"), metrics)
+    write_metrics(paths, "adapt", metrics)
     return metrics
 
 

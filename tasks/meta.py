@@ -7,7 +7,7 @@ import shutil
 from babelflow.config import Params
 from babelflow.errors import InputError
 from babelflow.io import atomic_dir, write_json
-from tasks._common import Paths, stage_main
+from tasks._common import VOLATILE_METRICS, Paths, stage_main, write_metrics
 
 log = logging.getLogger("babelflow.meta")
 
@@ -33,11 +33,8 @@ def run(params: Params, paths: Paths) -> dict:
                 shutil.copy2(src, out / name)
             metrics = {"enabled": False,
                        "note": "meta.enabled is false: data/meta is a copy of the train model"}
-        # Timings and the resume point vary between identical runs; they go to the metrics only,
-        # so data/meta is byte-identical when the weights are.
-        write_json(out / "meta_state.json",
-                   {k: v for k, v in metrics.items() if k not in ("wall_s", "resumed_from")})
-    write_json(paths.metrics("meta"), metrics)
+        write_json(out / "meta_state.json", {k: v for k, v in metrics.items() if k not in VOLATILE_METRICS})
+    write_metrics(paths, "meta", metrics)
     return metrics
 
 

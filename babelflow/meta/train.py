@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import hashlib
-import json
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from babelflow.checkpoint import checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from babelflow.checkpoint import (fingerprint_of, load_checkpoint, resumable, rng_state, save_checkpoint,
+                                  set_rng_state)
 from babelflow.config import Params
 from babelflow.errors import InputError
 from babelflow.io import sha256_file
@@ -100,14 +98,7 @@ def meta_loop(
     log = as_logger(log)
     start, history = 0, []
     if ckpt_dir is not None and resume:
-        found = checkpoints(ckpt_dir)
-        if found:
-            probe = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=True)
-            if probe.get("fingerprint", "") != fingerprint:
-                log.warning("meta: checkpoints in %s are from other params; starting over", ckpt_dir)
-                for old in found:
-                    shutil.rmtree(old, ignore_errors=True)
-                found = []
+        found = resumable(ckpt_dir, fingerprint, log=lambda m: log.warning("meta: %s", m))
         if found:
             device = next(model.parameters()).device
             state = load_checkpoint(found[-1], model, device)
@@ -184,11 +175,10 @@ def meta_train(
         return [(s.to(device), q.to(device)) for _, s, q in sampler.sample(step, cfg.tasks_per_step)]
 
     # What determines the run: resuming a checkpoint made under other settings would mix two runs.
-    fingerprint = hashlib.sha256(json.dumps(
-        [params.seed, params.languages.model_dump(), params.model.model_dump(), cfg.model_dump(),
-         params.train.label_smoothing, params.train.max_len, params.train.clip_norm,
-         sha256_file(Path(init_dir) / "model.safetensors") if cfg.init == "train" else None],
-        sort_keys=True, default=str).encode()).hexdigest()
+    fingerprint = fingerprint_of(
+        params.seed, params.languages.model_dump(), params.model.model_dump(), cfg.model_dump(),
+        params.train.label_smoothing, params.train.max_len, params.train.clip_norm,
+        sha256_file(Path(init_dir) / "model.safetensors") if cfg.init == "train" else None)
     result = meta_loop(model, learner, tasks_at, cfg.meta_steps, ckpt_dir, cfg.checkpoint_every,
                        resume=cfg.resume, log=log, fingerprint=fingerprint)
     save_model(model.cpu(), out_dir)

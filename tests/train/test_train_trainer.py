@@ -22,9 +22,9 @@ def make_params(train_helpers):
 def run(train_helpers, clean_dir, tokenizer):
     _, build, save = train_helpers
 
-    def go(params, root, **kw):
+    def go(params, root, logs=None, **kw):
         return train_model(params, clean_dir, tokenizer, root / "out", root / "ckpt", root / "plots",
-                           log=lambda s: None, build=build, save=save, **kw)
+                           log=(logs if logs is not None else []).append, build=build, save=save, **kw)
 
     return go
 
@@ -39,7 +39,9 @@ def test_stop_and_resume_equals_uninterrupted(run, make_params, tmp_path):
     stopped = run(params, tmp_path / "split", stop_at=3)
     assert stopped["interrupted"] and not (tmp_path / "split" / "out").exists()
     assert [p.name for p in checkpoints(tmp_path / "split" / "ckpt")] == ["step_00000003"]
-    resumed = run(params, tmp_path / "split")
+    logs: list[str] = []
+    resumed = run(params, tmp_path / "split", logs)
+    assert any(line.startswith("resumed from") and line.endswith("at step 3") for line in logs)
     assert resumed["steps"] == 6
     full, split = _weights(tmp_path / "full"), _weights(tmp_path / "split")
     assert full.keys() == split.keys()
@@ -47,6 +49,23 @@ def test_stop_and_resume_equals_uninterrupted(run, make_params, tmp_path):
         assert torch.equal(full[name], split[name]), name
     curve_full = (tmp_path / "full" / "plots" / "learning_curve.csv").read_text()
     assert curve_full == (tmp_path / "split" / "plots" / "learning_curve.csv").read_text()
+    # DVC hashes the checkpoint folder: the resumed run's files must be byte-identical too.
+    for a, b in zip(checkpoints(tmp_path / "full" / "ckpt"), checkpoints(tmp_path / "split" / "ckpt"), strict=True):
+        assert a.name == b.name
+        for f in ("state.pt", "model.safetensors"):
+            assert (a / f).read_bytes() == (b / f).read_bytes(), (a.name, f)
+
+
+def test_checkpoints_of_other_params_are_not_resumed(run, make_params, tmp_path):
+    run(make_params(), tmp_path, stop_at=3)
+    logs: list[str] = []
+    changed = run(make_params(lr=0.002), tmp_path, logs)
+    assert not any(line.startswith("resumed from") for line in logs)
+    assert any("belong to other params" in line for line in logs)
+    fresh = run(make_params(lr=0.002), tmp_path / "fresh")
+    assert changed["steps"] == fresh["steps"] == 6
+    got, want = _weights(tmp_path), _weights(tmp_path / "fresh")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
 
 
 def test_cpu_runs_are_deterministic_and_learn(run, make_params, tmp_path):
@@ -69,6 +88,8 @@ def test_averaging_and_early_stopping(run, make_params, tmp_path):
     metrics = run(params, tmp_path)
     # With a negligible learning rate the dev loss cannot improve: stop at the second validation.
     assert metrics["stopped_early"] and metrics["steps"] == 6 and metrics["averaged_checkpoints"] == 2
+    again = run(params, tmp_path)  # resuming a stopped run does not train on
+    assert again["steps"] == 6 and again["stopped_early"]
 
 
 def test_schedules(make_params):
