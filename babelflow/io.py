@@ -6,6 +6,8 @@ within one file system is atomic, so readers (and DVC) see either the old file o
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -13,6 +15,17 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from babelflow import failpoints
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _raise_naming(exc: BaseException, target: Path) -> None:
+    # write() errors carry no file name; a "disk full" that does not say which artifact is useless.
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS and not exc.filename:
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -41,9 +54,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        _raise_naming(exc, target)
         raise
 
 
@@ -77,6 +91,13 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
+def _remove_leftovers(target: Path) -> None:
+    # A killed run leaves its temporary folder behind; one writer per target (DVC's repo lock, one
+    # process per stage) makes any earlier one for this target garbage.
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Build a whole output folder in a temporary sibling, then swap it in.
@@ -86,12 +107,15 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_naming(exc, target)
         raise
+    failpoints.reach(f"before_rename:{target.name}")
     old = None
     if target.exists():
         old = target.parent / f".{target.name}.old.{os.getpid()}"

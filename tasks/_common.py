@@ -12,7 +12,7 @@ from typing import Callable
 
 from babelflow.config import Params, load_params
 from babelflow.errors import BabelflowError
-from babelflow.io import write_json
+from babelflow.io import DISK_FULL_ERRNOS, write_json
 
 log = logging.getLogger("babelflow")
 
@@ -118,3 +118,11 @@ def stage_main(name: str, run: Callable[[Params, Paths], object]) -> None:
     except BabelflowError as exc:
         print(f"babelflow {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        # Every artifact is written to a temporary sibling first, so nothing in place was damaged.
+        where = exc.filename or "an artifact"
+        print(f"babelflow {name}: error: no space left writing {where} ({os.strerror(exc.errno)}); "
+              "earlier artifacts are intact: free space and run again", file=sys.stderr)
+        sys.exit(3)
