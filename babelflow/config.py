@@ -321,6 +321,17 @@ class ScheduleConfig(Section):
     cron: str | None = None
     timezone: str = "UTC"
     deployment: str = "babelflow-nightly"
+    # Prefect retries of the stages that touch the network (collect), on top of a source's own
+    # download retries: a mirror that is down for minutes outlasts the seconds of the latter.
+    network_retries: int = Field(default=3, ge=0, le=20)
+    retry_delay_s: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0])
+
+    @field_validator("retry_delay_s")
+    @classmethod
+    def _delays(cls, v: list[float]) -> list[float]:
+        if not v or any(d < 0 for d in v):
+            raise ValueError("retry_delay_s needs at least one delay, none negative")
+        return v
 
 
 # -------------------------------------------------------------------------------------------------- root

@@ -17,6 +17,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from babelflow.config import load_params
+
 # The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
 STAGES = ["collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
 # Only collect can touch the network (url/sacrebleu sources): transient failures there are retried.
@@ -52,9 +54,7 @@ def run_stage(stage: str, root: str | Path, log=print) -> None:
 
 
 def _stage_task(stage: str):
-    retries = 3 if stage in NETWORK_STAGES else 0
-
-    @task(name=stage, retries=retries, retry_delay_seconds=[5, 30, 120][:retries] or 0)
+    @task(name=stage)
     def _run(root: str) -> str:
         logger = get_run_logger()
         run_stage(stage, root, log=logger.info)
@@ -97,9 +97,15 @@ def metrics_markdown(root: str | Path) -> str:
 def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]:
     """Run (or skip, when DVC finds them up to date) every stage in order."""
     root = str(Path(root).resolve())
+    sched = load_params(Path(root) / "params.yaml").schedule
     done = []
     for stage in STAGES if stages is None else stages:
-        done.append(STAGE_TASKS[stage](root))
+        run = STAGE_TASKS[stage]
+        if stage in NETWORK_STAGES and sched.network_retries:
+            delays = sched.retry_delay_s
+            run = run.with_options(retries=sched.network_retries, retry_delay_seconds=[
+                delays[min(i, len(delays) - 1)] for i in range(sched.network_retries)])
+        done.append(run(root))
     create_markdown_artifact(markdown=metrics_markdown(root), key="babelflow-metrics",
                              description="Metrics of this pipeline run")
     return done

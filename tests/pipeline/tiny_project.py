@@ -41,6 +41,8 @@ def env() -> dict[str, str]:
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
     e.update(DVC_NO_ANALYTICS="1", DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
              BABELFLOW_LOG="WARNING", PYTHONHASHSEED="0")
+    # Prefect's ephemeral server gets 20 s to start by default: too little beside parallel tests.
+    e.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     e.pop("PYTHONPATH", None)
     return e
 
