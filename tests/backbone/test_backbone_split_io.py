@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
 from babelflow import io, placeholders
+from babelflow.io import atomic_dir, write_text
 from babelflow.corpus.split import assign_split, split_key
 
 
@@ -74,3 +76,15 @@ def test_mask_unmask_round_trip():
     assert msrc == "Move <ph0> to <ph1>" and mtgt == "<ph1>: <ph0> verschieben"
     assert placeholders.unmask(mtgt, mapping) == tgt
     assert placeholders.unmask("stray <ph7> symbol", mapping) == "stray  symbol"
+
+
+def test_atomic_outputs_get_the_umask_permissions_not_temp_file_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "b.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
