@@ -1,4 +1,4 @@
-"""kill -9 mid-stage and concurrent runs: no half-written output, DVC recovers, same artifacts.
+"""kill -9 in every stage and concurrent runs: no half-written output, DVC recovers, same artifacts.
 
 The kills are real: `dvc repro` runs in its own process group and the whole group gets SIGKILL at
 a chosen point, as a pre-empted machine would.
@@ -18,33 +18,47 @@ from tests.pipeline.tiny_project import env, lock_hashes, make_project, sh
 
 pytestmark = pytest.mark.slow
 
-UPTO = "train"  # collect, clean, tokenize, train: enough for the collect and train kills
+UPTO = "train"  # collect, clean, tokenize, train: enough for the concurrency test
+
+# Where each stage is killed: its output complete in the temporary folder but not yet renamed into
+# place, or (train, meta) right after the first checkpoint. The folder that must not exist after.
+KILLS = [
+    ("collect", "before_rename:raw", "raw"),
+    ("clean", "before_rename:clean", "clean"),
+    ("tokenize", "before_rename:tokenizer", "tokenizer"),
+    ("train", "checkpoint_saved:train", "train"),
+    ("meta", "checkpoint_saved:meta", "meta"),
+    ("adapt", "before_rename:adapt", "adapt"),
+    ("evaluate", "before_rename:eval", "eval"),
+    ("release", "before_rename:release", "release"),
+]
 
 
-def _start(root: Path, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(["dvc", "repro", *args], cwd=root, env={**env(), **(extra_env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _kill_at(root: Path, failpoint: str, *args: str, timeout: float = 300) -> None:
+def _kill_at(root: Path, failpoint: str, *args: str, timeout: float = 300) -> str:
     """Run `dvc repro` until a stage reaches `failpoint` (see babelflow/failpoints.py), then SIGKILL
-    the whole process group there, as a pre-empted machine would."""
+    the whole process group there, as a pre-empted machine would. Returns the run's output."""
     markers = root / ".failpoints"
     marker = markers / failpoint.replace(":", "_")
-    proc = _start(root, *args, extra_env={"BABELFLOW_FAILPOINT": failpoint, "BABELFLOW_FAILPOINT_DIR": str(markers)})
-    end = time.monotonic() + timeout
-    try:
-        while not marker.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"run ended before failpoint {failpoint}:\n{proc.stdout.read()[-3000:]}")
-            if time.monotonic() > end:
-                raise AssertionError(f"failpoint {failpoint} not reached in {timeout}s")
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    log_path = root / ".failpoints.log"
+    # Output goes to a file: a pipe nobody reads fills up and blocks the run before its failpoint.
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            ["dvc", "repro", *args], cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**env(), "BABELFLOW_LOG": "INFO", "BABELFLOW_FAILPOINT": failpoint,
+                 "BABELFLOW_FAILPOINT_DIR": str(markers)})
+        end = time.monotonic() + timeout
+        try:
+            while not marker.exists():
+                if proc.poll() is not None:
+                    raise AssertionError(f"run ended before failpoint {failpoint}:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() > end:
+                    raise AssertionError(f"failpoint {failpoint} not reached in {timeout}s")
+                time.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     marker.unlink()
+    return log_path.read_text()
 
 
 def _repro_after_kill(root: Path, *args: str, extra_env: dict | None = None) -> str:
@@ -57,36 +71,40 @@ def _repro_after_kill(root: Path, *args: str, extra_env: dict | None = None) -> 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory, multi30k_dir):
     root = make_project(tmp_path_factory.mktemp("base"), multi30k_dir)
-    sh(["dvc", "repro", UPTO], root, timeout=600)
+    sh(["dvc", "repro"], root, timeout=900)
     return lock_hashes(root)
 
 
-def test_kill9_in_collect_then_train_resumes_to_identical_artifacts(tmp_path, multi30k_dir, baseline):
+def test_kill9_in_every_stage_then_repro_resumes_to_identical_artifacts(tmp_path, multi30k_dir, baseline):
     root = make_project(tmp_path / "p", multi30k_dir)
     data = root / "data"
+    outputs = []
+    for stage, failpoint, out in KILLS:
+        outputs.append(_kill_at(root, failpoint))
+        assert any(p.name.startswith(f".{out}.") for p in data.iterdir()) or stage in ("train", "meta"), stage
+        assert not (data / out).exists(), f"{stage}: half-written data/{out} at the final path"
+        # Every earlier stage finished and its artifacts match what DVC recorded.
+        if stage != "collect":
+            previous = KILLS[KILLS.index((stage, failpoint, out)) - 1][0]
+            assert "up to date" in sh(["dvc", "status", previous], root).stdout, stage
 
-    # collect: killed with its output complete in the temporary folder, just before the rename.
-    _kill_at(root, "before_rename:raw", UPTO)
-    assert any(p.name.startswith(".raw.") for p in data.iterdir()), "the kill did not land mid-write"
-    assert not (data / "raw").exists(), "half-written data/raw at the final path"
+    # The run killed in meta had resumed train, the one killed in adapt had resumed meta.
+    after_train_kill, after_meta_kill = outputs[4], outputs[5]
+    m = re.search(r"resumed from \S+ at step (\d+)", after_train_kill)
+    assert m and int(m.group(1)) > 0, after_train_kill[-3000:]
+    m = re.search(r"meta: resumed from \S+ \(step (\d+)\)", after_meta_kill)
+    assert m and int(m.group(1)) > 0, after_meta_kill[-3000:]
 
-    # train: killed right after its first checkpoint, before the weights folder is swapped in.
-    _kill_at(root, "checkpoint_saved:train", UPTO)
-    assert not (data / "train").exists(), "half-written data/train at the final path"
-    assert (data / "raw" / "manifest.json").is_file()
-
-    out = _repro_after_kill(root, UPTO, extra_env={"BABELFLOW_LOG": "INFO"})
-    m = re.search(r"resumed from \S+ at step (\d+)", out)
-    assert m and int(m.group(1)) > 0, out[-3000:]
-    assert "up to date" in sh(["dvc", "status", UPTO], root).stdout
-    assert not [p.name for p in data.iterdir() if p.name.endswith(".tmp")], "temporary folders left behind"
-    got = lock_hashes(root)
-    assert got == {stage: baseline[stage] for stage in got}, (got, baseline)
+    out = _repro_after_kill(root)
+    assert "up to date" in sh(["dvc", "status"], root).stdout, out[-3000:]
+    assert not [str(p) for p in data.rglob("*.tmp")], "temporary files left behind"
+    assert lock_hashes(root) == baseline
 
 
 def test_two_repros_at_once_second_refuses_then_completes(tmp_path, multi30k_dir, baseline):
     root = make_project(tmp_path / "p", multi30k_dir)
-    first = _start(root, UPTO)
+    first = subprocess.Popen(["dvc", "repro", UPTO], cwd=root, env=env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     # Wait until the first run really holds the repo (a stage is running), then start the second.
     deadline = time.monotonic() + 120
     while not (root / "data").exists() and time.monotonic() < deadline and first.poll() is None:
