@@ -6,6 +6,7 @@ Layout: `<ckpt_dir>/step_00001234/{model.safetensors,state.pt}`, each folder wri
 """
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
@@ -89,7 +91,7 @@ def resumable(ckpt_dir: str | Path, fingerprint: str, log=None) -> list[Path]:
     found = checkpoints(ckpt_dir)
     if not found:
         return []
-    probe = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=True)
+    probe = _load_state(found[-1])
     if probe.get("fingerprint", "") == fingerprint:
         return found
     if log is not None:
@@ -123,10 +125,27 @@ def load_checkpoint(path: str | Path, model: nn.Module, device: str | torch.devi
     path = Path(path)
     try:
         load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
-        # CPU first: RNG states must stay CPU tensors; the optimizer moves its state to the params.
-        return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise IntegrityError(f"{path}: unreadable checkpoint ({exc}); delete it to start over") from None
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+        raise IntegrityError(f"{path}: unreadable checkpoint ({_first_line(exc)}); delete it to start over") from None
+    return _load_state(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _load_state(path: Path) -> dict:
+    # weights_only=True: a state file never unpickles arbitrary objects; one that tries (tampered)
+    # or is corrupt is an IntegrityError naming the checkpoint. CPU first: RNG states must stay CPU
+    # tensors; the optimizer moves its state to the params.
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise IntegrityError(f"{path}: unreadable checkpoint state ({_first_line(exc)}); "
+                             "delete it to start over") from None
+    if not isinstance(state, dict):
+        raise IntegrityError(f"{path}: checkpoint state is not a dict; delete it to start over")
+    return state
 
 
 def average_weights(paths: list[Path], model: nn.Module) -> None:
