@@ -27,7 +27,7 @@ from babelflow.errors import InputError
 from babelflow.io import sha256_file, write_json, write_text
 from babelflow.loss import token_cross_entropy
 
-CURVE_COLUMNS = ["step", "train_loss", "dev_loss", "dev_bleu"]
+CURVE_COLUMNS = ["step", "train_loss", "lr", "dev_loss", "dev_bleu"]
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -284,7 +284,8 @@ def train_model(
         row = None
         if step % log_every == 0 or step == cfg.max_steps:
             now = time.monotonic()
-            row = {"step": step, "train_loss": round(float(window_loss) / max(window_tokens, 1), 5)}
+            row = {"step": step, "train_loss": round(float(window_loss) / max(window_tokens, 1), 5),
+                   "lr": float(f"{lr_at(step, cfg):.6g}")}
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", tok_s=f"{window_tokens * world / max(now - t_window, 1e-9):.0f}",
                             lr=f"{lr_at(step, cfg):.2e}")
             window_loss = window_tokens = 0.0

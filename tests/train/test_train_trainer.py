@@ -76,7 +76,7 @@ def test_cpu_runs_are_deterministic_and_learn(run, make_params, tmp_path):
     assert m1["tokens_seen"] == m2["tokens_seen"] > 0
     assert [p.name for p in checkpoints(tmp_path / "a" / "ckpt")] == ["step_00000008", "step_00000012"]
     rows = list(csv.DictReader(open(tmp_path / "a" / "plots" / "learning_curve.csv")))
-    assert list(rows[0]) == ["step", "train_loss", "dev_loss", "dev_bleu"]
+    assert list(rows[0]) == ["step", "train_loss", "lr", "dev_loss", "dev_bleu"]
     dev = [float(r["dev_loss"]) for r in rows if r["dev_loss"]]
     assert len(dev) == 3 and dev[-1] < dev[0]
     assert (tmp_path / "a" / "out" / "train_state.json").is_file()
@@ -97,3 +97,16 @@ def test_schedules(make_params):
     assert lr_at(2, p) == 0.5 and lr_at(4, p) == 1.0 and abs(lr_at(16, p) - 0.5) < 1e-12
     c = make_params(warmup_steps=0, lr=1.0, max_steps=10, schedule="cosine").train
     assert abs(lr_at(10, c)) < 1e-12 and lr_at(5, c) == 0.5
+
+
+def test_learning_curve_logs_loss_lr_and_dev_metrics(run, make_params, tmp_path):
+    params = make_params(max_steps=6, validate_every=3)
+    run(params, tmp_path)
+    import csv
+
+    with open(tmp_path / "plots" / "learning_curve.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and set(rows[0]) == {"step", "train_loss", "lr", "dev_loss", "dev_bleu"}
+    for row in rows:
+        assert float(row["lr"]) == pytest.approx(lr_at(int(row["step"]), params.train), rel=1e-5)
+    assert any(row["dev_loss"] for row in rows if int(row["step"]) % 3 == 0)
