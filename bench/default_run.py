@@ -1,0 +1,207 @@
+"""Benchmark of issue 2: the README's run command on a fresh clone, timed, then the DVC checks.
+
+    python bench/default_run.py [--repo .] [--work /tmp/babelflow_default_run] [--write]
+
+Clones the repository's committed HEAD into --work (as a new user would), runs `make run` (venv set-up
+included) timing each stage as DVC starts it, then checks that a second `dvc repro` runs nothing and
+that changing one training knob would re-run only train and the stages after it. Prints a Markdown
+section with the per-stage times and the per-language scores; --write puts it into bench/RESULTS.md.
+Run it on an idle machine: the budget it checks (20 minutes on 2 cores) is about this command alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Default pipeline run (issue 2)"
+BUDGET_S = 20 * 60
+STAGE_LINE = re.compile(r"Running stage '([\w-]+)'")
+EXPECTED_AFTER_TRAIN_CHANGE = ["train", "meta", "adapt", "evaluate", "release"]
+
+
+def timed_make_run(clone: Path, log_path: Path) -> tuple[float, list[tuple[str, float]], int]:
+    """Runs `make run`, streaming its output to a log; returns total seconds, stage start offsets."""
+    starts: list[tuple[str, float]] = [("setup", 0.0)]
+    t0 = time.monotonic()
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(["make", "run"], cwd=clone, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            match = STAGE_LINE.search(line)
+            if match:
+                starts.append((match.group(1), time.monotonic() - t0))
+        rc = proc.wait()
+    return time.monotonic() - t0, starts, rc
+
+
+def stage_durations(starts: list[tuple[str, float]], total: float) -> list[tuple[str, float]]:
+    ends = [s for _, s in starts[1:]] + [total]
+    return [(name, end - start) for (name, start), end in zip(starts, ends)]
+
+
+def venv_env(clone: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{clone / '.venv' / 'bin'}:{env['PATH']}"
+    return env
+
+
+def second_repro_is_noop(clone: Path) -> tuple[bool, float]:
+    t0 = time.monotonic()
+    out = subprocess.run(["dvc", "repro"], cwd=clone, env=venv_env(clone), capture_output=True,
+                         text=True, check=True).stdout
+    return not STAGE_LINE.search(out), time.monotonic() - t0
+
+
+def stages_rerun_after_train_change(clone: Path) -> list[str]:
+    """Edits train.lr in a copy of params.yaml and asks DVC (dry run) what it would re-run."""
+    params = clone / "params.yaml"
+    original = params.read_text(encoding="utf-8")
+    changed, n = re.subn(r"(?m)^(  lr: )(\S+)", lambda m: f"{m.group(1)}{float(m.group(2)) * 0.5}",
+                         original, count=1)
+    if n != 1:
+        raise SystemExit("bench/default_run.py: no 'train.lr' line found in params.yaml")
+    try:
+        params.write_text(changed, encoding="utf-8")
+        out = subprocess.run(["dvc", "repro", "--dry"], cwd=clone, env=venv_env(clone),
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        params.write_text(original, encoding="utf-8")
+    return STAGE_LINE.findall(out)
+
+
+def scores_table(clone: Path) -> str:
+    evaluation = json.loads((clone / "data/metrics/eval.json").read_text(encoding="utf-8"))
+    rows = ["| pair | test sentences | BLEU | chrF++ | TER |", "|---|---|---|---|---|"]
+    for pair, m in evaluation.items():
+        if pair in ("macro", "external"):
+            continue
+        rows.append(f"| {pair} | {m['n']} | {m['bleu']:.1f} | {m['chrf']:.1f} | {m['ter']:.1f} |")
+    macro = evaluation.get("macro", {})
+    if macro:
+        rows.append(f"| macro average | | {macro.get('bleu', 0):.1f} | {macro.get('chrf', 0):.1f} | "
+                    f"{macro.get('ter', 0):.1f} |")
+    return "\n".join(rows)
+
+
+def adapt_table(clone: Path) -> str:
+    results = json.loads((clone / "data/adapt/results.json").read_text(encoding="utf-8"))
+    if not results.get("enabled"):
+        return "(adapt disabled)"
+    lines = []
+    for lang, entry in results["languages"].items():
+        inits = ["scratch", "transfer", "meta"]
+        lines += [f"Held-out pair {entry['pair']} ({entry['test_sentences']} test sentences), test BLEU "
+                  "(chrF++) after the same fine-tuning budget from each init:", "",
+                  "| K | " + " | ".join(inits) + " |", "|---" * (len(inits) + 1) + "|"]
+        for k in sorted(entry["k"], key=int):
+            row = entry["k"][k]
+            cells = [f"{row[i]['bleu_mean']:.1f} ({row[i]['chrf_mean']:.1f})" if i in row else "-"
+                     for i in inits]
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def signatures(clone: Path) -> str:
+    full = json.loads((clone / "data/eval/metrics.json").read_text(encoding="utf-8"))
+    for pair, m in full.items():
+        if isinstance(m, dict) and "signatures" in m:
+            return "\n".join(f"    {name}: {sig}" for name, sig in m["signatures"].items())
+    return "    (none found)"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: list[str],
+           clone: Path) -> str:
+    load = os.getloadavg()
+    verdict = "met" if rc == 0 and total <= BUDGET_S else "NOT met"
+    stage_rows = "\n".join(f"| {name} | {sec / 60:.1f} |" for name, sec in durations)
+    release = sorted(p.name for p in (clone / "data/release").iterdir()) if rc == 0 else []
+    return f"""{SECTION}: `make run`
+
+- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
+- Machine: {os.cpu_count()}-core {cpu_name()} {platform.machine()}, Python {platform.python_version()},
+  no GPU; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)
+- Command: `python bench/default_run.py --write` (fresh `git clone`, then the README's `make run`,
+  venv set-up from the local package index included)
+
+| step | minutes |
+|---|---|
+{stage_rows}
+| **total** | **{total / 60:.1f}** |
+
+Exit status {rc}; budget 20 minutes: **{verdict}**. A second `dvc repro` ran
+{"nothing" if noop else "SOME STAGES AGAIN"} ({noop_s:.0f} s). After changing `train.lr`, DVC would
+re-run: {", ".join(rerun) or "nothing"} (expected: {", ".join(EXPECTED_AFTER_TRAIN_CHANGE)}).
+
+Release folder: {", ".join(f"`{n}`" for n in release)}.
+
+Test split scores (held-out English source strings, beam search; sacrebleu):
+
+{scores_table(clone) if rc == 0 else "(run failed)"}
+
+{adapt_table(clone) if rc == 0 else ""}
+
+Signatures:
+
+{signatures(clone) if rc == 0 else ""}
+"""
+
+
+def write_section(text: str) -> None:
+    results = ROOT / "bench" / "RESULTS.md"
+    current = results.read_text(encoding="utf-8")
+    start = current.index(SECTION)
+    nxt = current.find("\n## ", start + 1)
+    end = len(current) if nxt < 0 else nxt + 1
+    updated = current[:start] + text.rstrip() + "\n\n" + current[end:]
+    tmp = results.with_suffix(".md.tmp")
+    tmp.write_text(updated, encoding="utf-8")
+    tmp.replace(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repo", type=Path, default=ROOT)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/babelflow_default_run"))
+    ap.add_argument("--write", action="store_true", help="replace the section in bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    if args.work.exists():
+        shutil.rmtree(args.work)
+    subprocess.run(["git", "clone", "-q", str(args.repo), str(args.work)], check=True)
+    total, starts, rc = timed_make_run(args.work, args.work.with_suffix(".log"))
+    durations = stage_durations(starts, total)
+    noop, noop_s, rerun = False, 0.0, []
+    if rc == 0:
+        noop, noop_s = second_repro_is_noop(args.work)
+        rerun = stages_rerun_after_train_change(args.work)
+    text = render(total, durations, rc, noop, noop_s, rerun, args.work)
+    print(text)
+    if args.write:
+        write_section(text)
+    return 0 if rc == 0 and noop and rerun == EXPECTED_AFTER_TRAIN_CHANGE else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
