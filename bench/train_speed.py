@@ -101,15 +101,39 @@ class Worker:
             self.proc.wait(timeout=60)
 
 
-def run_round_robin(workers: list[Worker], n: int) -> dict[str, list[dict]]:
+def run_round_robin(workers: list[Worker], n: int, warmup: int, budget_s: float | None) -> dict[str, list[dict]]:
     """Batch i goes to every worker before batch i+1; the order rotates each batch so no toolkit
-    always follows the same neighbour (caches, frequency boost) or always runs first."""
+    always follows the same neighbour (caches, frequency boost) or always runs first. With a budget,
+    timing stops after the first full round that ends past it, so every toolkit has the same batches."""
     replies: dict[str, list[dict]] = {w.name: [] for w in workers}
+    t0 = time.monotonic()
     for i in range(n):
         k = i % len(workers)
         for w in workers[k:] + workers[:k]:
             replies[w.name].append(w.step(i))
+        if budget_s is not None and i >= warmup and time.monotonic() - t0 > budget_s:
+            break
     return replies
+
+
+def load_or_make_batches(args, n: int) -> tuple[int, list[dict]]:
+    """The batches as plain tensors any torch can load; cached in `--batches` so the tokenizer is
+    trained outside the timed (locked) run."""
+    meta = {"corpus": str(Path(args.corpus).resolve()), "sentences": args.sentences, "vocab": args.vocab,
+            "max_tokens": args.max_tokens}
+    path = Path(args.batches) if args.batches else None
+    if path is not None and path.exists():
+        saved = torch.load(path, weights_only=True)
+        if saved["meta"] != meta or len(saved["batches"]) < n:
+            raise SystemExit(f"{path}: made for {saved['meta']} with {len(saved['batches'])} batches, "
+                             f"not {meta} with {n}; delete it or pass another --batches")
+        return saved["vocab"], saved["batches"][:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab, batches = make_batches(Path(args.corpus), args.sentences, args.vocab, args.max_tokens, n, Path(tmp))
+    plain = [{"src": b.src, "tgt_in": b.tgt_in, "tgt_out": b.tgt_out, "ntokens": b.ntokens} for b in batches]
+    if path is not None:
+        torch.save({"meta": meta, "vocab": vocab, "batches": plain}, path)
+    return vocab, plain
 
 
 def main() -> None:
@@ -128,6 +152,11 @@ def main() -> None:
                     help="the device's dense bf16 peak (e.g. 989 for H100 SXM), for MFU")
     ap.add_argument("--joeynmt-python", default="/tmp/joeyvenv/bin/python")
     ap.add_argument("--opennmt-python", default="/tmp/onmtvenv/bin/python")
+    ap.add_argument("--batches", default=None,
+                    help="cache file for the batches: made (tokenizer trained) when missing, else loaded")
+    ap.add_argument("--prepare-only", action="store_true", help="only make the --batches file")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="stop timing after the round that passes this many seconds (fewer timed steps)")
     ap.add_argument("--worker", nargs=2, metavar=("NAME", "SPEC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -136,16 +165,16 @@ def main() -> None:
     n = args.warmup + args.steps
     d = args.d_model
     result: dict = {"device": args.device, "threads": args.threads, "machine": platform.machine(),
-                    "max_tokens": args.max_tokens, "layers": args.layers, "d_model": d, "timed_steps": args.steps}
+                    "max_tokens": args.max_tokens, "layers": args.layers, "d_model": d}
+    vocab, saved = load_or_make_batches(args, n)
+    if args.prepare_only:
+        return print(f"{len(saved)} batches, vocabulary {vocab}, in {args.batches}")
+    result["vocab"] = vocab
     with tempfile.TemporaryDirectory() as tmp:
-        vocab, batches = make_batches(Path(args.corpus), args.sentences, args.vocab, args.max_tokens, n,
-                                      Path(tmp) / "data")
-        saved = [{"src": b.src, "tgt_in": b.tgt_in, "tgt_out": b.tgt_out, "ntokens": b.ntokens} for b in batches]
         batch_file = Path(tmp) / "batches.pt"
         torch.save(saved, batch_file)
         spec = {"batches": str(batch_file), "vocab": vocab, "d_model": d, "ffn": 4 * d, "heads": d // 64,
                 "layers": args.layers, "dropout": 0.1, "threads": args.threads, "device": args.device}
-        result["vocab"] = vocab
         pythons = {"babelflow": sys.executable, "opennmt-py": args.opennmt_python, "joeynmt": args.joeynmt_python}
         workers = []
         try:
@@ -155,11 +184,16 @@ def main() -> None:
                     continue
                 # Only babelflow's worker imports the project; the peers' venvs do not have it installed.
                 workers.append(Worker(name, python, spec, str(ROOT) if name == "babelflow" else None))
-            replies = run_round_robin(workers, n)
+            result["loadavg_before"] = round(os.getloadavg()[0], 2)
+            replies = run_round_robin(workers, n, args.warmup, args.budget_s)
+            result["loadavg_after"] = round(os.getloadavg()[0], 2)
         finally:
             for w in workers:
                 w.close()
 
+    done = len(replies[workers[0].name])
+    result["timed_steps"] = done - args.warmup
+    saved = saved[:done]
     flops = [step_flops(b, d, 4 * d, args.layers, args.layers, vocab) for b in saved[args.warmup:]]
     for w in workers:
         secs = [r["seconds"] for r in replies[w.name][args.warmup:]]
@@ -167,8 +201,8 @@ def main() -> None:
         entry = dict(w.info, tokens=tokens, seconds=round(sum(secs), 3),
                      tokens_per_s=round(tokens / sum(secs), 1),
                      median_step_s=round(statistics.median(secs), 4),
-                     # Same batch, same size, fresh init: these should agree roughly (about ln vocab),
-                     # a check that every toolkit got the same work.
+                     # Same batch, fresh init: of the order of ln(vocab) everywhere, a check that every
+                     # toolkit got the same work. JoeyNMT reports KL to the smoothed target (lower).
                      first_loss_per_token=round(replies[w.name][0]["loss_per_token"], 3))
         if args.peak_tflops:
             entry["mfu"] = round(sum(flops) / sum(secs) / (args.peak_tflops * 1e12), 4)
@@ -287,21 +321,23 @@ def build_opennmt(spec: dict):
     from onmt.utils.loss import LossCompute
     from onmt.utils.parse import ArgumentParser
 
-    # OpenNMT-py's Transformer is always pre-norm. Its defaults differ from babelflow's where named:
-    # q/k/v get biases (add_qkvbias) and no attention-weight dropout, like babelflow; positions are
-    # sinusoidal; one embedding shared by encoder, decoder and the generator.
+    # OpenNMT-py's Transformer is always pre-norm. Where its defaults differ from babelflow's they are
+    # set to match: biases on attention and FFN projections, no dropout on attention weights;
+    # sinusoidal positions; one embedding shared by encoder, decoder and the generator. Left as is:
+    # its generator keeps a bias (vocab-sized), which babelflow's tied projection has not.
     d = spec["d_model"]
     flags = ["-encoder_type", "transformer", "-decoder_type", "transformer", "-layers", str(spec["layers"]),
              "-hidden_size", str(d), "-word_vec_size", str(d), "-transformer_ff", str(spec["ffn"]),
              "-heads", str(spec["heads"]), "-dropout", str(spec["dropout"]), "-attention_dropout", "0.0",
              "-position_encoding", "-share_embeddings", "-share_decoder_embeddings",
-             "-add_qkvbias", "true", "-param_init", "0", "-param_init_glorot",
-             "-label_smoothing", str(LABEL_SMOOTHING), "-src_vocab", "unused", "-data", "{}"]
+             "-add_qkvbias", "-add_ffnbias", "-param_init", "0", "-param_init_glorot",
+             "-label_smoothing", str(LABEL_SMOOTHING),
+             "-data", "{}", "-src_vocab", "unused"]  # required by its parser, unused: no data pipeline here
     if spec["device"] == "cuda":
         flags += ["-gpu_ranks", "0"]
     parser = ArgumentParser()
     opts.train_opts(parser)
-    opt, _ = parser.parse_known_args(flags)
+    opt = parser.parse_args(flags)
     ArgumentParser.update_model_opts(opt)
     ArgumentParser.validate_model_opts(opt)
     # Specials first, in babelflow's order (pad, unk, bos, eos), so the saved ids need no remapping.
