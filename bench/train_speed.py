@@ -203,6 +203,7 @@ def main() -> None:
                      median_step_s=round(statistics.median(secs), 4),
                      # Same batch, fresh init: of the order of ln(vocab) everywhere, a check that every
                      # toolkit got the same work. JoeyNMT reports KL to the smoothed target (lower).
+                     step_seconds=[round(x, 3) for x in secs],
                      first_loss_per_token=round(replies[w.name][0]["loss_per_token"], 3))
         if args.peak_tflops:
             entry["mfu"] = round(sum(flops) / sum(secs) / (args.peak_tflops * 1e12), 4)
