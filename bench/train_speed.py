@@ -11,10 +11,13 @@ once, saves them to a file every worker loads, and then asks the workers for one
 time, round-robin with a rotating order: only one worker computes at any moment, and load changes
 on a shared machine hit all toolkits alike instead of whichever happened to run last.
 
-    .venv/bin/python bench/train_speed.py --threads 2 --steps 30 --warmup 3 \\
-        --joeynmt-python /tmp/joeyvenv/bin/python --opennmt-python /tmp/onmtvenv/bin/python
+    nice -n 19 .venv/bin/python bench/train_speed.py --steps 30 --warmup 3 --batches B.pt --prepare-only
+    flock /tmp/babelflow-bench.lock .venv/bin/python bench/train_speed.py --threads 2 --steps 30 \\
+        --warmup 3 --batches B.pt --budget-s 360
 
-A peer whose python is not given (or does not exist) is reported as missing. `--device cuda` runs
+The first command trains the tokenizer and caches the batches, so the locked timing holds only the
+timing. The peers' pythons default to /tmp/joeyvenv and /tmp/onmtvenv (`--joeynmt-python`,
+`--opennmt-python`); a peer whose python does not exist is reported as missing. `--device cuda` runs
 every worker on the GPU with bf16 autocast and fused AdamW; `--peak-tflops` (the GPU's dense bf16
 peak) adds model FLOPs utilisation (MFU) per toolkit.
 """
