@@ -2,7 +2,7 @@
 K in {500, 2000, 29000} from scratch / transfer / meta inits; the table goes into the section
 "Meta-learning vs transfer vs scratch (issue 6)" of bench/RESULTS.md.
 
-    python bench/meta_multi30k.py --preset cpu   # ~40 min on 2 shared CPU cores, small model, 1 seed
+    python bench/meta_multi30k.py --preset cpu   # ~45 min on 2 shared CPU cores, small model, 2 seeds
     python bench/meta_multi30k.py --preset gpu   # the issue's size (4000 train steps x 8192 tokens)
     python bench/meta_multi30k.py --smoke        # minutes-long check of the whole path; writes a copy
                                                  # of RESULTS.md under --work, never the real one
@@ -49,7 +49,7 @@ GPU = {
               "eval_sentences": 0},
     "evaluate": {"beam_size": 4},
 }
-# Sized for a 2-core CPU shared with other jobs (~40 min wall at nice 10). One torch thread: with the
+# Sized for a 2-core CPU shared with other jobs (44 min wall at nice 10 on 2026-11-23). One torch thread: with the
 # cores oversubscribed, 2 threads spent 3-5x the CPU time per step waiting on each other (measured:
 # a 2048-token step of this model took 0.6 cpu-s / 1.4 s wall on 1 thread, 3.3 cpu-s / 9 s on 2).
 # The adapt lr is the train lr: at a few hundred steps, the issue's 3e-4 barely moves any init (chosen
