@@ -49,8 +49,8 @@ GPU = {
               "eval_sentences": 0},
     "evaluate": {"beam_size": 4},
 }
-# Sized for a 2-core CPU shared with other jobs (44 min wall at nice 10 on 2026-11-23). One torch thread: with the
-# cores oversubscribed, 2 threads spent 3-5x the CPU time per step waiting on each other (measured:
+# Sized for a 2-core CPU shared with other jobs (44 min wall at nice 10 on 2026-11-23).
+# One torch thread: with the cores oversubscribed, 2 threads spent 3-5x the CPU time per step waiting on each other (measured:
 # a 2048-token step of this model took 0.6 cpu-s / 1.4 s wall on 1 thread, 3.3 cpu-s / 9 s on 2).
 # The adapt lr is the train lr: at a few hundred steps, the 3e-4 barely moves any init (chosen
 # a priori, not on test). A first run with 100 adapt steps and 1 seed left every init below 2 BLEU on
