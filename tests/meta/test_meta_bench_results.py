@@ -1,0 +1,54 @@
+"""bench/meta_multi30k.py rewrites only its own section of RESULTS.md and judges the goal right."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "meta_multi30k_bench", Path(__file__).resolve().parents[2] / "bench" / "meta_multi30k.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+DOC = (
+    "# Benchmark results\n\nintro\n\n"
+    "## Other (issue 5): `bench/x.py`\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+    f"{bench.SECTION}\n\n_Not measured yet._\n\n"
+    "## Decoding (issue 7)\n\nkeep   me\ttoo\n"
+)
+
+
+def test_replace_section_changes_only_its_body():
+    out = bench.replace_section(DOC, bench.SECTION, "new table\n| x |\n")
+    before, after = DOC.split(bench.SECTION)
+    new_before, new_after = out.split(bench.SECTION)
+    assert new_before == before
+    assert new_after == "\n\nnew table\n| x |\n\n## Decoding (issue 7)\n\nkeep   me\ttoo\n"
+    assert "_Not measured yet._" not in out
+    # Idempotent: a second run with the same body gives the same bytes.
+    assert bench.replace_section(out, bench.SECTION, "new table\n| x |\n") == out
+
+
+def test_replace_section_as_last_section():
+    doc = f"# R\n\n{bench.SECTION}\n\nold\nlines\n"
+    assert bench.replace_section(doc, bench.SECTION, "body") == f"# R\n\n{bench.SECTION}\n\nbody\n"
+
+
+@pytest.mark.parametrize("doc", ["# R\n\n## Something else\n", f"{bench.SECTION}\nx\n{bench.SECTION}\n"])
+def test_replace_section_refuses_missing_or_duplicate_heading(doc):
+    with pytest.raises(ValueError, match="exactly one"):
+        bench.replace_section(doc, bench.SECTION, "body")
+
+
+def _row(transfer: float, meta: float) -> dict:
+    return {"transfer": {"bleu_mean": transfer}, "meta": {"bleu_mean": meta}}
+
+
+def test_verdict_needs_the_margin_at_every_goal_k():
+    met, notes = bench.verdict({"500": _row(10.0, 11.0), "2000": _row(12.0, 13.5), "29000": _row(20, 0)})
+    assert met is True and len(notes) == 2
+    met, notes = bench.verdict({"500": _row(10.0, 11.5), "2000": _row(12.0, 12.9)})
+    assert met is False and "K=2000: meta - transfer = +0.90" in notes[1]
+    met, notes = bench.verdict({"500": _row(10.0, 12.0)})
+    assert met is None and "K=2000 was not run" in notes[0]
