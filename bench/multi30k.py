@@ -47,10 +47,11 @@ PRESETS = {
         "model": {"arch": "transformer", "transformer": {
             "d_model": 256, "ffn_dim": 1024, "heads": 4, "encoder_layers": 3, "decoder_layers": 3,
             "dropout": 0.1}},
-        "train": {**_TRAIN_COMMON, "max_tokens": 2048, "max_steps": 1100, "lr": 0.001, "warmup_steps": 200,
+        "train": {**_TRAIN_COMMON, "max_tokens": 2048, "max_steps": 300, "lr": 0.001, "warmup_steps": 200,
                   "checkpoint_every": 100, "validate_every": 275, "dev_bleu_sentences": 100, "threads": 2,
                   "device": "cpu"},
         "evaluate": {"beam_size": 4, "length_penalty": 1.0, "max_length_ratio": 2.0, "batch_sentences": 64},
+        "select_sentences": 300,
     },
     "gpu": {
         "tokenizer": {"vocab_size": 8000, "sample_sentences": 200000},
@@ -61,6 +62,7 @@ PRESETS = {
                   "checkpoint_every": 250, "validate_every": 500, "dev_bleu_sentences": 200,
                   "device": "auto", "bf16": True},
         "evaluate": {"beam_size": 4, "length_penalty": 1.0, "max_length_ratio": 2.0, "batch_sentences": 128},
+        "select_sentences": 0,
     },
     "smoke": {
         "tokenizer": {"vocab_size": 1000, "sample_sentences": 20000},
@@ -70,12 +72,13 @@ PRESETS = {
                   "checkpoint_every": 5, "validate_every": 10, "dev_bleu_sentences": 10, "threads": 2,
                   "device": "cpu"},
         "evaluate": {"beam_size": 4, "length_penalty": 1.0, "max_length_ratio": 2.0, "batch_sentences": 64},
+        "select_sentences": 50,
     },
 }
 
 
 def build_params(preset: str, targets: list[str]):
-    p = PRESETS[preset]
+    p = {k: v for k, v in PRESETS[preset].items() if k != "select_sentences"}
     return parse_params({
         "seed": 1,
         "languages": {"source": "en", "targets": targets, "heldout": []},
@@ -104,7 +107,8 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def evaluate_split(model, tokenizer, clean: Path, targets: list[str], split: str, beam: int, ev) -> dict:
+def evaluate_split(model, tokenizer, clean: Path, targets: list[str], split: str, beam: int, ev,
+                   limit: int = 0) -> dict:
     from babelflow.decode import translate
     from babelflow.metrics import score
 
@@ -112,6 +116,8 @@ def evaluate_split(model, tokenizer, clean: Path, targets: list[str], split: str
     for lang in targets:
         src = _lines(clean / f"en-{lang}" / f"{split}.src")
         ref = _lines(clean / f"en-{lang}" / f"{split}.tgt")
+        if limit:
+            src, ref = src[:limit], ref[:limit]
         t = time.monotonic()
         hyps = translate(model, tokenizer, src, lang, beam_size=beam, length_penalty=ev.length_penalty,
                          max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences)
@@ -119,8 +125,9 @@ def evaluate_split(model, tokenizer, clean: Path, targets: list[str], split: str
     return out
 
 
-def select_on_val(params, tokenizer, clean: Path, ckpt_dir: Path, run_dir: Path, log) -> tuple[object, dict]:
-    """Pick among last / avg-3 / avg-5 checkpoints by greedy val BLEU (mean over targets)."""
+def select_on_val(params, tokenizer, clean: Path, ckpt_dir: Path, limit: int, log) -> tuple[object, dict]:
+    """Pick among last / avg-3 / avg-5 checkpoints by greedy BLEU on the first `limit` val sentences
+    (0: all) per target language, averaged over the targets."""
     from babelflow.checkpoint import average_weights, checkpoints
     from babelflow.models import build_model
 
@@ -135,7 +142,7 @@ def select_on_val(params, tokenizer, clean: Path, ckpt_dir: Path, run_dir: Path,
         model = build_model(params.model, tokenizer.vocab_size)
         average_weights(paths, model)
         model.eval()
-        res = evaluate_split(model, tokenizer, clean, params.languages.targets, "dev", 1, params.evaluate)
+        res = evaluate_split(model, tokenizer, clean, params.languages.targets, "dev", 1, params.evaluate, limit)
         bleu = sum(r["bleu"] for r in res.values()) / len(res)
         scores[name] = {"val_greedy_bleu": round(bleu, 2), "checkpoints": [p.name for p in paths],
                         "decode_s": sum(r["decode_s"] for r in res.values())}
@@ -170,7 +177,9 @@ def run_one(name: str, args, log) -> dict:
     timings["train_s"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
     torch.set_num_threads(params.train.threads or torch.get_num_threads())
-    model, selection = select_on_val(params, tokenizer, clean, run_dir / "ckpt", run_dir, log)
+    limit = PRESETS[args.preset]["select_sentences"]
+    model, selection = select_on_val(params, tokenizer, clean, run_dir / "ckpt", limit, log)
+    selection["val_sentences_per_language"] = limit or "all"
     timings["select_s"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
     test = evaluate_split(model, tokenizer, clean, targets, "test", params.evaluate.beam_size, params.evaluate)
