@@ -14,8 +14,9 @@ greedy BLEU on the whole val split (mean over target languages) as the last chec
 of the last 3 and of the last 5; the best candidate is decoded on test with beam search.
 
 Presets:
-- `cpu`:  Transformer 3+3, d=256, vocab 8000, a fixed step budget sized for about 20 minutes per run on
-          a shared 2-core machine.
+- `cpu`:  Transformer 3+3, d=256, vocab 8000, 300 steps of 2048 tokens (about one epoch). Sized for a
+          2-core machine shared with other jobs, where a step took 5-10 s wall (not the ~1 s of an
+          idle machine); on an idle 2-core box raise max_steps: the run resumes from its checkpoints.
 - `gpu`:  the base size (6+6, d=512, ffn 2048, 8 heads) with a budget comparable to published
           Multi30k Transformer runs (about 30 epochs of 8k-token batches); not run on the CPU box.
 - `smoke`: tiny model, minutes; numbers meaningless, it checks the path.
