@@ -109,6 +109,7 @@ def beam_search_nbest(
         device = src.device
         B, K = src.size(0), beam_size
         limits = max_lengths(src, max_length_ratio, model)
+        limits_t = torch.tensor(limits, device=device)
         enc = model.encode(src)
         enc = enc.index_select(torch.arange(B, device=device).repeat_interleave(K))
         state = model.init_state(enc)
@@ -122,7 +123,7 @@ def beam_search_nbest(
             logp, state = model.decode_step(tokens[:, -1], state, enc)
             V = logp.size(-1)
             logp = logp.view(B, K, V)
-            at_limit = torch.tensor([limits[b] == step + 1 for b in range(B)], device=device)
+            at_limit = limits_t.eq(step + 1)
             if bool(at_limit.any()):
                 logp[at_limit] = float("-inf")
                 logp[at_limit, :, EOS_ID] = 0.0
@@ -135,14 +136,13 @@ def beam_search_nbest(
             # Finished hypotheses: EOS among the first K candidates of a sentence not yet done.
             eos_rows, eos_cols = torch.nonzero(is_eos[:, :K], as_tuple=True)
             if eos_rows.numel():
-                hist = tokens.tolist()
-                for b, beam, sc in zip(
-                    eos_rows.tolist(),
-                    cand_beam[eos_rows, eos_cols].tolist(), cand_scores[eos_rows, eos_cols].tolist(),
-                ):
+                # Only the finishing rows' histories go to Python, not the whole [B*K, t] matrix.
+                rows = eos_rows * K + cand_beam[eos_rows, eos_cols]
+                hist = tokens.index_select(0, rows).tolist()
+                for i, (b, sc) in enumerate(zip(eos_rows.tolist(), cand_scores[eos_rows, eos_cols].tolist())):
                     if done[b]:
                         continue
-                    toks = hist[b * K + beam][1:]
+                    toks = hist[i][1:]
                     finished[b].append(Hypothesis(toks, sc / gnmt_penalty(len(toks) + 1, length_penalty), sc))
             live_best = _live_best(cand_scores, is_eos, K).tolist()
             lp_now = gnmt_penalty(step + 1, length_penalty)
@@ -168,7 +168,7 @@ def beam_search_nbest(
             scores = scores.masked_fill(cand_tok.gather(1, keep).eq(EOS_ID), float("-inf"))
             flat = (offsets + sel_beam).view(-1)
             tokens = torch.cat([tokens.index_select(0, flat), sel_tok.view(-1, 1)], dim=1)
-            state = model.reorder_state(state, flat)
+            state = model.reorder_state(state, flat, same_source=True)
 
         results = []
         for b in range(B):

@@ -18,7 +18,9 @@ from babelflow.specials import BOS_ID, EOS_ID, UNK_ID
 
 
 def _np(t: torch.Tensor):
-    return t.detach().to("cpu", torch.float32).contiguous().numpy()
+    # A copy: .numpy() of a float32 CPU tensor shares its memory, and spec.optimize(quantization=...)
+    # rewrites the arrays in place, which would quantize the caller's live model.
+    return t.detach().to("cpu", torch.float32).contiguous().numpy().copy()
 
 
 def _linear(spec, layer: torch.nn.Linear | None = None, weight=None, bias=None) -> None:

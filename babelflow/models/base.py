@@ -55,8 +55,12 @@ class Seq2Seq(nn.Module, ABC):
         """One step: prev_tokens [B] -> (log-probabilities [B, V] in float32, new state)."""
 
     @abstractmethod
-    def reorder_state(self, state: Any, index: Tensor) -> Any:
-        """Select/reorder batch rows of the state (beam search); `index` is int64 [B']."""
+    def reorder_state(self, state: Any, index: Tensor, same_source: bool = False) -> Any:
+        """Select/reorder batch rows of the state (beam search); `index` is int64 [B'].
+
+        `same_source`: the caller promises every row moves only among rows built from the same
+        source (beams of one sentence), so state derived from the encoder alone may be kept as is.
+        """
 
     def config_dict(self) -> dict:
         """Everything `babelflow.models.build_model_from_dict` needs to rebuild this model."""

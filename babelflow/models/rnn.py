@@ -150,14 +150,15 @@ class RNNSeq2Seq(Seq2Seq):
         attn_h, state = self._step(emb, state, enc)
         return F.log_softmax(self._output(attn_h).float(), dim=-1), state
 
-    def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+    def reorder_state(self, state: dict[str, Any], index: Tensor, same_source: bool = False) -> dict[str, Any]:
         hidden = state["hidden"]
         if isinstance(hidden, tuple):
             hidden = tuple(h.index_select(1, index) for h in hidden)
         else:
             hidden = hidden.index_select(1, index)
         feed = None if state["feed"] is None else state["feed"].index_select(0, index)
-        return {"hidden": hidden, "feed": feed, "keys": state["keys"].index_select(0, index)}
+        keys = state["keys"] if same_source else state["keys"].index_select(0, index)  # encoder-derived
+        return {"hidden": hidden, "feed": feed, "keys": keys}
 
     def config_dict(self) -> dict:
         return {"arch": self.arch, "config": self.cfg.model_dump(mode="json"), "vocab_size": self.vocab_size}

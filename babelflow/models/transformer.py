@@ -211,14 +211,16 @@ class Transformer(Seq2Seq):
         logp = F.log_softmax(self._logits(x[:, 0]).float(), dim=-1)
         return logp, {"step": state["step"] + 1, "self": caches, "cross": state["cross"]}
 
-    def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+    def reorder_state(self, state: dict[str, Any], index: Tensor, same_source: bool = False) -> dict[str, Any]:
         def pick(kv):
             return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
 
         return {
             "step": state["step"],
             "self": [pick(kv) for kv in state["self"]],
-            "cross": [pick(kv) for kv in state["cross"]],
+            # Beams of one sentence share identical cross-attention keys/values: copying them on
+            # every beam-search step would cost as much as the self-attention cache, for nothing.
+            "cross": state["cross"] if same_source else [pick(kv) for kv in state["cross"]],
         }
 
     def config_dict(self) -> dict:

@@ -40,6 +40,16 @@ def test_ctranslate2_greedy_matches_pytorch(tmp_path):
         assert (theirs[: len(mine)] if len(mine) == limit - 1 else theirs) == mine
 
 
+def test_int8_export_leaves_the_model_untouched(tmp_path):
+    tok = WordTokenizer()
+    torch.manual_seed(0)
+    model = build_model(tiny_config("transformer"), tok.vocab_size).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_ctranslate2(model, tok.itos, tmp_path / "ct2", quantization="int8")
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == []
+
+
 def test_export_rejects_rnn(tmp_path):
     tok = WordTokenizer()
     with pytest.raises(BabelflowError, match="only the transformer"):
