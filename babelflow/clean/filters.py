@@ -181,26 +181,30 @@ class _Rules:
     """Compiled rules, and which of them a text can trigger, cached per set of gate characters."""
 
     def __init__(self, rules: list[tuple]):
-        self.rules = rules  # (compiled, replacement, gate)
-        self.chars = frozenset(ch for *_, gate in rules for req in gate or () if isinstance(req, frozenset)
+        self.rules = rules  # (compiled, replacement, gate, template)
+        self.chars = frozenset(ch for _, _, gate, _ in rules for req in gate or () if isinstance(req, frozenset)
                                for ch in req)
-        self.strings = tuple(dict.fromkeys(req for *_, gate in rules for req in gate or () if isinstance(req, str)))
+        self.strings = tuple(dict.fromkeys(req for _, _, gate, _ in rules for req in gate or ()
+                                           if isinstance(req, str)))
+        # Characters a rule's replacement can bring into a text (the rest is copied from the text).
+        self.intro = [frozenset(template) & self.chars if isinstance(template, str) else self.chars
+                      for *_, template in rules]
         self._plans: dict[tuple, tuple[int, ...]] = {}
 
-    def due(self, text: str, start: int) -> tuple[int, ...]:
-        """Indices >= start of the rules whose every requirement `text` meets, in order."""
-        key = (self.chars.intersection(text), tuple(map(text.__contains__, self.strings)))
-        plan = self._plans.get(key)  # type: ignore[arg-type]
+    def plan(self, hits: frozenset[str], has: tuple[bool, ...], start: int) -> tuple[int, ...]:
+        """Indices >= start of the rules whose every requirement is met by gate characters `hits`
+        and the strings flagged in `has`, in order."""
+        key = (hits, has, start)
+        plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= 4096:  # bounded: odd inputs can make many combinations
                 self._plans.clear()
-            hits, has = key
             strings = {s for s, h in zip(self.strings, has) if h}
-            plan = self._plans[key] = tuple(  # type: ignore[index]
-                i for i, (_, _, gate) in enumerate(self.rules)
-                if gate is None or all((not req.isdisjoint(hits)) if isinstance(req, frozenset) else req in strings
-                                       for req in gate))
-        return plan if start == 0 else tuple(i for i in plan if i >= start)
+            plan = self._plans[key] = tuple(
+                i for i, (_, _, gate, _) in enumerate(self.rules)
+                if i >= start and (gate is None or all(
+                    (not req.isdisjoint(hits)) if isinstance(req, frozenset) else req in strings for req in gate)))
+        return plan
 
 
 def set_toktok(specs: list[RuleSpec] | None) -> None:
@@ -209,25 +213,59 @@ def set_toktok(specs: list[RuleSpec] | None) -> None:
     if specs is None:
         from nltk.tokenize import ToktokTokenizer
 
-        _TOKTOK = _Rules([(rx, sub, None) for rx, sub in ToktokTokenizer.TOKTOK_REGEXES])
+        _TOKTOK = _Rules([(rx, sub, None, None) for rx, sub in ToktokTokenizer.TOKTOK_REGEXES])
     else:
-        _TOKTOK = _Rules([(re.compile(p, f), sub, gate) for p, f, sub, gate in specs])
+        _TOKTOK = _Rules([(re.compile(p, f), _replacer(sub), gate, sub) for p, f, sub, gate in specs])
+
+
+_GROUP_REF = re.compile(r"\\(\d)")
+
+
+def _replacer(template: str):
+    """A function doing what `template` does as a `re.sub` replacement (literals and \\N only).
+
+    Python 3.11 expands a template with group references in Python code for every match; a plain
+    function is 2-3x faster, and Toktok's rules are mostly `' \\1 '`. Anything else stays a template.
+    """
+    if "\\" not in template:
+        return template
+    parts = _GROUP_REF.split(template)  # literal, group, literal, group, ..., literal
+    if any("\\" in lit for lit in parts[::2]):
+        return template
+    if len(parts) == 3:
+        pre, k, post = parts[0], int(parts[1]), parts[2]
+        return lambda m: pre + (m[k] or "") + post
+    groups = [int(g) for g in parts[1::2]]
+    lits = parts[::2]
+
+    def expand(m):
+        out = [lits[0]]
+        for k, lit in zip(groups, lits[1:]):
+            out.append(m[k] or "")
+            out.append(lit)
+        return "".join(out)
+
+    return expand
 
 
 def tokenize(text: str) -> list[str]:
     """ToktokTokenizer tokens (needs no downloaded data)."""
     if _TOKTOK is None:
         set_toktok(toktok_specs())
-    rules = _TOKTOK
-    due = rules.due(text, 0)  # type: ignore[union-attr]
+    rules: _Rules = _TOKTOK  # type: ignore[assignment]
+    hits = rules.chars.intersection(text)
+    due = rules.plan(hits, tuple(map(text.__contains__, rules.strings)), 0)
     k = 0
     while k < len(due):
         i = due[k]
-        rx, sub, _ = rules.rules[i]  # type: ignore[union-attr]
+        rx, sub, _, _ = rules.rules[i]
         new = rx.sub(sub, text)
-        if new != text:  # new characters may open later rules
+        if new != text:
+            # The new text's gate characters are among the old ones plus what the replacement
+            # brings: a superset at worst, which only makes a later rule run and find nothing.
             text = new
-            due = rules.due(text, i + 1)  # type: ignore[union-attr]
+            hits = hits | rules.intro[i]
+            due = rules.plan(hits, tuple(map(text.__contains__, rules.strings)), i + 1)
             k = 0
         else:
             k += 1
@@ -309,9 +347,10 @@ def check_line(src: str, tgt: str, s: FilterSettings) -> str | None:
         # purpose and say nothing about the script of the translation; they are left out of the share.
         swords, twords = src.split(), tgt.split()
         shared = set(swords) & set(twords)
-        for words, scripts in ((swords, s.src_scripts), (twords, s.tgt_scripts)):
+        for text, words, scripts in ((src, swords, s.src_scripts), (tgt, twords, s.tgt_scripts)):
             if scripts is not None:
-                share = script_share(" ".join(w for w in words if w not in shared), scripts)
+                # (Spacing does not count, so without shared words the text itself will do.)
+                share = script_share(" ".join(w for w in words if w not in shared) if shared else text, scripts)
                 if share is not None and share < s.script_min_share:
                     return "script"
     return None

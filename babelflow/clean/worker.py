@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from babelflow.clean import filters as F
@@ -45,7 +46,15 @@ def keys(src: str, tgt: str) -> bytes:
     """24 bytes for the parent's stateful steps: split-key digest of the source (leakage),
     digest of the exact pair (duplicates), digest of the loose pair (near duplicates).
     Computed here so the parent, which runs them in input order on one core, only looks them up."""
-    return digest(split_key(src)) + digest(src, tgt) + digest(loose(src), loose(tgt))
+    lsrc = loose(src)
+    # split_key is loose() after NFKC and after deleting & _ ~: when neither changes anything (most
+    # sentences), it is the loose form already computed.
+    cf = src.casefold()
+    if "&" in cf or "_" in cf or "~" in cf or not unicodedata.is_normalized("NFKC", src):
+        skey = split_key(src)
+    else:
+        skey = lsrc
+    return digest(skey) + digest(src, tgt) + digest(lsrc, loose(tgt))
 
 
 def process_chunk(job: tuple[NormSettings, F.FilterSettings, list[tuple[int, str, str]]]) -> list[tuple]:

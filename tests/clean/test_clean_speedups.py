@@ -109,3 +109,22 @@ def test_script_share_equals_per_letter_definition(text):
                 if letters else None)
         assert F.script_share(text, scripts) == want
     assert np.isclose(F.script_share("Файл FLTK", ("CYRILLIC",)), 4 / 8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | st.text(alphabet="aÅå_&~ ﬁ,.!Ǆǅ", max_size=20), st.text(max_size=20))
+def test_worker_keys_equal_their_definitions(src, tgt):
+    from babelflow.clean import worker
+    from babelflow.corpus.split import split_key
+
+    k = worker.keys(src, tgt)
+    assert k[:8] == worker.digest(split_key(src))
+    assert k[8:16] == worker.digest(src, tgt)
+    assert k[16:] == worker.digest(worker.loose(src), worker.loose(tgt))
+
+
+def test_template_replacers_match_re_templates():
+    rx = re.compile(r"(a)|(b)")
+    for template in (" \\1 ", "\\1 ", " . \\1", "x\\1y\\2z", " .", "&amp; "):
+        for text in ("ab", "ba a", "", "cab"):
+            assert rx.sub(F._replacer(template), text) == rx.sub(template, text), template
