@@ -40,6 +40,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
 
 _DIGITS_RE = re.compile(r"\d+")
 _ASCII_LETTER_RE = re.compile(r"[A-Za-z]")
+_ASCII_LETTER_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
 
 
 def script_for(lang: str) -> tuple[str, ...] | None:
@@ -68,10 +70,15 @@ def script_share(text: str, scripts: tuple[str, ...]) -> float | None:
         text = placeholders.PLACEHOLDER_RE.sub(" ", text)
     if scripts == ("LATIN",) and text.isascii():  # every ASCII letter is a LATIN one
         return 1.0 if _ASCII_LETTER_RE.search(text) else None
-    # Counted per distinct character (C-speed Counter), each classified once per process.
+    # ASCII letters are LATIN: counted in C by deleting their bytes from the UTF-8 form (no
+    # multi-byte sequence contains an ASCII byte). The other characters are counted per distinct
+    # character, each classified once per process.
+    data = text.encode("utf-8", "surrogatepass")
+    ascii_letters = len(data) - len(data.translate(None, _ASCII_LETTER_BYTES))
+    letters = ascii_letters
+    hits = ascii_letters if "LATIN" in scripts else 0
     table = _SCRIPT_OF.setdefault(scripts, {})
-    letters = hits = 0
-    for ch, n in Counter(text).items():
+    for ch, n in Counter(_NON_ASCII_RE.findall(text)).items():
         kind = table.get(ch)
         if kind is None:
             kind = table[ch] = (ch.isalpha(), ch.isalpha() and _char_script(ch) in scripts)
@@ -345,12 +352,15 @@ def check_line(src: str, tgt: str, s: FilterSettings) -> str | None:
     if s.script_min_share > 0:
         # Words found on both sides (product names, identifiers: "Файл FLTK Fluid") are copied on
         # purpose and say nothing about the script of the translation; they are left out of the share.
-        swords, twords = src.split(), tgt.split()
-        shared = set(swords) & set(twords)
-        for text, words, scripts in ((src, swords, s.src_scripts), (tgt, twords, s.tgt_scripts)):
-            if scripts is not None:
-                # (Spacing does not count, so without shared words the text itself will do.)
-                share = script_share(" ".join(w for w in words if w not in shared) if shared else text, scripts)
+        # An ASCII side expected in Latin script passes whatever words are left out: skipped.
+        sides = [(text, scripts) for text, scripts in ((src, s.src_scripts), (tgt, s.tgt_scripts))
+                 if scripts is not None and not (scripts == ("LATIN",) and text.isascii())]
+        if sides:
+            shared = set(src.split()) & set(tgt.split())
+            for text, scripts in sides:
+                # Spacing does not count, so without shared words the text itself will do.
+                kept = " ".join(w for w in text.split() if w not in shared) if shared else text
+                share = script_share(kept, scripts)
                 if share is not None and share < s.script_min_share:
                     return "script"
     return None
