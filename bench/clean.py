@@ -1,6 +1,6 @@
 """Throughput of the clean stage against OpusFilter on the same filter set (Multi30k train x 3 pairs).
 
-    python bench/clean.py [--opusfilter /tmp/opusfilter-venv/bin/opusfilter] [--workers 2]
+    python bench/clean.py [--opusfilter /tmp/opusfilter-venv/bin/opusfilter] [--workers 2] [--repeat 3]
 
 OpusFilter runs as a subprocess from its own venv (`pip install opusfilter==3.3.1 "py3langid<0.3"`),
 with `default_n_jobs` = the same worker count. Both sides: whitespace normalisation and markup
@@ -8,13 +8,19 @@ stripping, 1..80 words, length ratio 3 (word), longest word 40 chars, numbers ag
 0.5 (Latin), language id (langid, both sides, p >= 0.5, among en + the three targets), source=target
 copies, exact duplicates. babelflow also applies its extra filters (placeholders, accelerators,
 near-duplicates); OpusFilter counts words by whitespace, babelflow by NLTK Toktok.
-Prints a Markdown table; wall time covers each tool's whole run including its start-up.
+Prints a Markdown table. Each run of either tool is a fresh process (OpusFilter's CLI; babelflow's
+`clean_corpus` in a new interpreter: no warm imports, model or caches from an earlier run), and its wall
+time covers the whole process, start-up and imports included. The tools run alternately `--repeat`
+times and the median wall time of each is compared: on a shared machine the load changes from one
+minute to the next, and alternating exposes both tools to it alike.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,30 +108,55 @@ def run_babelflow(work: Path, workers: int, langid: bool) -> tuple[float, dict]:
     return wall, {p: r["train"]["out"] for p, r in report["pairs"].items()}
 
 
+def run_babelflow_fresh(work: Path, workers: int, langid: bool) -> tuple[float, dict]:
+    """run_babelflow in a new interpreter; wall time of the whole process (copying the input excluded)."""
+    cmd = [sys.executable, __file__, "--_child", str(work), "--workers", str(workers)]
+    if not langid:
+        cmd.append("--no-langid")
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t0
+    child = json.loads(out.strip().splitlines()[-1])
+    return wall - child["setup_s"], child["kept"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--opusfilter", default="/tmp/opusfilter-venv/bin/opusfilter")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-langid", action="store_true", help="drop language id from both filter sets")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating runs of each tool (median compared)")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     langid = not args.no_langid
+    if args._child:
+        t0 = time.perf_counter()
+        _, kept = run_babelflow(Path(args._child), args.workers, langid)
+        print(json.dumps({"kept": kept, "setup_s": time.perf_counter() - t0 - _}))
+        return
     lines = sum(count(MULTI30K / "train.en") for _ in TARGETS)
-    rows = []
+    walls: dict[str, list[float]] = {}
+    kepts: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        bw, bkept = run_babelflow(Path(tmp) / "bf", args.workers, langid)
-        rows.append(("babelflow", bw, bkept))
-        if Path(args.opusfilter).exists():
-            (Path(tmp) / "of").mkdir()
-            ow, okept = run_opusfilter(args.opusfilter, Path(tmp) / "of", args.workers, langid)
-            rows.append(("OpusFilter 3.3.1", ow, okept))
-    print(f"{lines} input pairs (Multi30k train x {len(TARGETS)}), workers={args.workers}, langid={langid}\n")
-    print("| tool | wall s | lines/s | " + " | ".join(f"kept en-{t}" for t in TARGETS) + " | kept total |")
-    print("|---|---|---|" + "---|" * (len(TARGETS) + 1))
-    for name, wall, kept in rows:
-        print(f"| {name} | {wall:.1f} | {lines / wall:.0f} | "
+        for r in range(args.repeat):
+            bw, kepts["babelflow"] = run_babelflow_fresh(Path(tmp) / f"bf{r}", args.workers, langid)
+            walls.setdefault("babelflow", []).append(bw)
+            if Path(args.opusfilter).exists():
+                (Path(tmp) / f"of{r}").mkdir()
+                ow, kepts["OpusFilter 3.3.1"] = run_opusfilter(args.opusfilter, Path(tmp) / f"of{r}", args.workers, langid)
+                walls.setdefault("OpusFilter 3.3.1", []).append(ow)
+    print(f"{lines} input pairs (Multi30k train x {len(TARGETS)}), workers={args.workers}, langid={langid}, "
+          f"{args.repeat} alternating runs each (median)\n")
+    print("| tool | wall s (median) | lines/s | runs s | " + " | ".join(f"kept en-{t}" for t in TARGETS)
+          + " | kept total |")
+    print("|---|---|---|---|" + "---|" * (len(TARGETS) + 1))
+    med = {name: statistics.median(w) for name, w in walls.items()}
+    for name, w in walls.items():
+        kept = kepts[name]
+        print(f"| {name} | {med[name]:.1f} | {lines / med[name]:.0f} | {', '.join(f'{x:.1f}' for x in w)} | "
               + " | ".join(str(kept[f"en-{t}"]) for t in TARGETS) + f" | {sum(kept.values())} |")
-    if len(rows) == 2:
-        print(f"\nthroughput ratio babelflow / OpusFilter: {rows[1][1] / rows[0][1]:.2f}x")
+    if len(med) == 2:
+        print(f"\nthroughput ratio babelflow / OpusFilter (medians): {med['OpusFilter 3.3.1'] / med['babelflow']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,22 @@ def test_byte_identical_across_workers(raw, tmp_path):
             assert (tmp_path / "w1" / pair / name).read_bytes() == (tmp_path / "w2" / pair / name).read_bytes()
 
 
+def test_byte_identical_across_chunk_sizes_with_langid(raw, tmp_path):
+    # Language id runs once per chunk on whatever survived in it: neither the chunking nor the
+    # worker count may change a decision, an output byte or the report.
+    a = _clean(raw, tmp_path / "small", workers=2, langid=True, langid_source=True, langid_min_chars=0)
+    b = _clean(raw, tmp_path / "whole", workers=1, langid=True, langid_source=True, langid_min_chars=0,
+               chunk_lines=100_000)
+    assert a == b
+    assert a["langid"]["candidates"] == ["de", "en", "fr"]
+    assert sum(r["removed"]["langid"] for p in a["pairs"].values() for r in p.values()) > 0
+    for pair in ("en-de", "en-fr"):
+        for split in ("train", "dev", "test"):
+            for side in ("src", "tgt"):
+                name = f"{split}.{side}"
+                assert (tmp_path / "small" / pair / name).read_bytes() == (tmp_path / "whole" / pair / name).read_bytes()
+
+
 def test_placeholders_and_text_kept_literal(tmp_path):
     root = tmp_path / "raw"
     src = ["Delete %s and {0} files?", "Print &Document"]
