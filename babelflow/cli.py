@@ -243,8 +243,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import importlib
+
+    # import_module consults sys.modules; `from babelflow import export` would return the package
+    # attribute left by an earlier import and ignore a replaced or blocked module.
     try:
-        from babelflow import export as exporter
+        exporter = importlib.import_module("babelflow.export")
     except ImportError as exc:
         raise BabelflowError(f"export is not available in this installation ({exc})") from None
     fn = getattr(exporter, "main", None)
