@@ -6,9 +6,11 @@ fixed order, SentencePiece does no sampling or shuffling of its own and runs sin
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import random
 import re
-import io
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -123,6 +125,42 @@ def train_tokenizer(
     write_text(out_dir / "spm.vocab", vocab)
     tok = Tokenizer(out_dir / "spm.model")
     return tok.report(texts, max_sentences=2000)
+
+
+def tokenizer_inputs_key(
+    texts_by_lang: dict[str, Sequence[str] | str | Path], cfg: TokenizerConfig, langs: Sequence[str], seed: int
+) -> str:
+    """A digest of everything `train_tokenizer` reads: the texts, the settings, the tags and the seed."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([cfg.model_dump(mode="json"), sorted(langs), seed], sort_keys=True).encode())
+    for lang in sorted(texts_by_lang):
+        digest.update(f"\0{lang}\0".encode())
+        digest.update("\n".join(read_lines(texts_by_lang[lang])).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def reuse_or_train_tokenizer(
+    texts_by_lang: dict[str, Sequence[str] | str | Path],
+    out_dir: str | Path,
+    cfg: TokenizerConfig,
+    langs: Sequence[str],
+    seed: int,
+) -> tuple["Tokenizer", bool]:
+    """The tokenizer in `out_dir` if it was trained on exactly these inputs, else a new one.
+
+    For callers outside the DVC pipeline (benchmarks, notebooks), where DVC does not decide what is
+    stale: an spm.model left by other texts or settings is retrained, never silently reused.
+    Returns the tokenizer and whether it was reused.
+    """
+    out_dir = Path(out_dir)
+    key = tokenizer_inputs_key(texts_by_lang, cfg, langs, seed)
+    key_file = out_dir / "spm.inputs.sha256"
+    model_file = out_dir / "spm.model"
+    if model_file.is_file() and key_file.is_file() and key_file.read_text(encoding="utf-8").strip() == key:
+        return Tokenizer(model_file), True
+    train_tokenizer(texts_by_lang, out_dir, cfg, langs, seed)
+    write_text(key_file, key + "\n")  # written last: a crash before it means "retrain next time"
+    return Tokenizer(model_file), False
 
 
 class Tokenizer:

@@ -215,7 +215,7 @@ def main() -> None:
     from babelflow.meta.adapt import adapt_experiment
     from babelflow.meta.train import meta_train
     from babelflow.models import load_model
-    from babelflow.tokenizer import Tokenizer, train_tokenizer
+    from babelflow.tokenizer import reuse_or_train_tokenizer
     from babelflow.train import dev_bleu as greedy_dev_bleu
     from babelflow.train import train_model
     from babelflow.data import read_parallel
@@ -231,12 +231,10 @@ def main() -> None:
     if (work / "results.json").is_file():
         earlier = json.loads((work / "results.json").read_text(encoding="utf-8")).get("timings_s", {})
     t = time.monotonic()
-    tokenizer_done = (tok_dir / "spm.model").is_file()
-    if not tokenizer_done:
-        texts = {"en": clean / "en-de" / "train.src"}
-        texts.update({lang: clean / f"en-{lang}" / "train.tgt" for lang in ("de", "fr", "cs")})
-        train_tokenizer(texts, tok_dir, params.tokenizer, ["de", "fr", "cs"], params.seed)
-    tokenizer = Tokenizer(tok_dir / "spm.model")
+    texts = {"en": clean / "en-de" / "train.src"}
+    texts.update({lang: clean / f"en-{lang}" / "train.tgt" for lang in ("de", "fr", "cs")})
+    tokenizer, tokenizer_done = reuse_or_train_tokenizer(texts, tok_dir, params.tokenizer, ["de", "fr", "cs"],
+                                                         params.seed)
     timings["tokenizer"] = round(time.monotonic() - t)
     if tokenizer_done:
         _reuse(timings, earlier, "tokenizer")

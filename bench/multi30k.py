@@ -155,7 +155,7 @@ def select_on_val(params, tokenizer, clean: Path, ckpt_dir: Path, limit: int, lo
 
 def run_one(name: str, args, log) -> dict:
     from babelflow.models import save_model
-    from babelflow.tokenizer import Tokenizer, train_tokenizer
+    from babelflow.tokenizer import reuse_or_train_tokenizer
     from babelflow.train import train_model
 
     import torch
@@ -167,11 +167,9 @@ def run_one(name: str, args, log) -> dict:
     build_clean(Path(args.corpus), clean, targets, 2000 if args.preset == "smoke" else None)
     timings = {}
     t0 = t = time.monotonic()
-    if not (tok_dir / "spm.model").is_file():
-        texts = {"en": clean / f"en-{targets[0]}" / "train.src"}
-        texts.update({lang: clean / f"en-{lang}" / "train.tgt" for lang in targets})
-        train_tokenizer(texts, tok_dir, params.tokenizer, targets, params.seed)
-    tokenizer = Tokenizer(tok_dir / "spm.model")
+    texts = {"en": clean / f"en-{targets[0]}" / "train.src"}
+    texts.update({lang: clean / f"en-{lang}" / "train.tgt" for lang in targets})
+    tokenizer, _ = reuse_or_train_tokenizer(texts, tok_dir, params.tokenizer, targets, params.seed)
     timings["tokenizer_s"] = round(time.monotonic() - t, 1)
     t = time.monotonic()
     train_metrics = train_model(params, clean, tokenizer, run_dir / "train", run_dir / "ckpt", run_dir / "plots", log)

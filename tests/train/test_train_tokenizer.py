@@ -3,7 +3,7 @@ from __future__ import annotations
 from babelflow.config import TokenizerConfig
 from babelflow.io import sha256_file
 from babelflow.specials import EOS_ID, lang_tag
-from babelflow.tokenizer import Tokenizer, train_tokenizer
+from babelflow.tokenizer import Tokenizer, reuse_or_train_tokenizer, train_tokenizer
 
 
 def test_training_is_byte_identical(clean_dir, tmp_path):
@@ -42,3 +42,25 @@ def test_report(tokenizer, clean_dir, tmp_path):
     assert set(report["languages"]) == {"de", "en"}
     assert report["languages"]["en"]["coverage"] == 1.0
     assert report["languages"]["en"]["avg_pieces_per_sentence"] > 0
+
+
+def test_reuse_only_when_trained_on_the_same_inputs(clean_dir, tmp_path):
+    texts = {"en": clean_dir / "en-de" / "train.src", "de": clean_dir / "en-de" / "train.tgt"}
+    cfg = TokenizerConfig(vocab_size=400, sample_sentences=500, model_type="bpe")
+    out = tmp_path / "tok"
+    _, reused = reuse_or_train_tokenizer(texts, out, cfg, ["de"], 5)
+    first = sha256_file(out / "spm.model")
+    assert not reused
+    assert reuse_or_train_tokenizer(texts, out, cfg, ["de"], 5)[1]
+
+    # Another vocabulary size, another seed or other texts: the stale model is retrained, not reused.
+    assert not reuse_or_train_tokenizer(texts, out, cfg.model_copy(update={"vocab_size": 300}), ["de"], 5)[1]
+    assert sha256_file(out / "spm.model") != first
+    assert not reuse_or_train_tokenizer(texts, out, cfg, ["de"], 6)[1]
+    other = dict(texts, de=(clean_dir / "en-de" / "train.tgt").read_text(encoding="utf-8").splitlines()[:-1])
+    assert not reuse_or_train_tokenizer(other, out, cfg, ["de"], 5)[1]
+
+    # A model with no record of its inputs (left by an older run) is not trusted either.
+    (out / "spm.inputs.sha256").unlink()
+    tok, reused = reuse_or_train_tokenizer(texts, out, cfg, ["de"], 5)
+    assert not reused and sha256_file(out / "spm.model") == first and isinstance(tok, Tokenizer)
