@@ -88,10 +88,12 @@ def test_po_malformed_line_names_line(tmp_path):
     assert ei.value.line == 3 and ei.value.path == str(po)
 
 
+SYSTEM_DE_CATALOGS = sorted(Path("/usr/share/locale/de/LC_MESSAGES").glob("*.mo"))
+
+
+@pytest.mark.skipif(not SYSTEM_DE_CATALOGS, reason="no German system catalogs in /usr/share/locale on this machine")
 def test_real_system_catalog_de():
-    mos = sorted(Path("/usr/share/locale/de/LC_MESSAGES").glob("*.mo"))
-    if not mos:
-        pytest.skip("no German system catalogs in /usr/share/locale on this machine")
+    mos = SYSTEM_DE_CATALOGS
     pairs, rec = read_catalog(mos[0], "de", "system", "fail", None)
     assert rec.read == len(pairs) + sum(rec.dropped.values())
     assert all("\n" not in p.src + p.tgt and "\t" not in p.src + p.tgt for p in pairs)
