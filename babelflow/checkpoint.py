@@ -21,7 +21,7 @@ from torch import nn
 
 from babelflow import failpoints
 from babelflow.errors import IntegrityError
-from babelflow.io import atomic_dir
+from babelflow.io import atomic_dir, fingerprint_of  # noqa: F401  (re-exported for train and meta)
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
 
@@ -99,14 +99,6 @@ def resumable(ckpt_dir: str | Path, fingerprint: str, log=None) -> list[Path]:
     for old in found:
         shutil.rmtree(old, ignore_errors=True)
     return []
-
-
-def fingerprint_of(*parts) -> str:
-    """A stable hash of JSON-able parts: what makes two runs the same run."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def save_checkpoint(ckpt_dir: str | Path, step: int, model: nn.Module, state: dict, keep: int) -> Path:

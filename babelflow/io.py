@@ -142,3 +142,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def fingerprint_of(*parts) -> str:
+    """A stable hash of JSON-able parts: what makes two runs (or two trainings) the same."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import random
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ import sentencepiece as spm
 from babelflow import placeholders
 from babelflow.config import TokenizerConfig
 from babelflow.errors import ConfigError, InputError
-from babelflow.io import atomic_path, write_text
+from babelflow.io import atomic_path, fingerprint_of, write_text
 from babelflow.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, lang_tag
 
 
@@ -131,12 +130,9 @@ def tokenizer_inputs_key(
     texts_by_lang: dict[str, Sequence[str] | str | Path], cfg: TokenizerConfig, langs: Sequence[str], seed: int
 ) -> str:
     """A digest of everything `train_tokenizer` reads: the texts, the settings, the tags and the seed."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([cfg.model_dump(mode="json"), sorted(langs), seed], sort_keys=True).encode())
-    for lang in sorted(texts_by_lang):
-        digest.update(f"\0{lang}\0".encode())
-        digest.update("\n".join(read_lines(texts_by_lang[lang])).encode("utf-8"))
-    return digest.hexdigest()
+    texts = {lang: hashlib.sha256("\n".join(read_lines(src)).encode("utf-8")).hexdigest()
+             for lang, src in texts_by_lang.items()}
+    return fingerprint_of(cfg.model_dump(mode="json"), sorted(langs), seed, texts)
 
 
 def reuse_or_train_tokenizer(
@@ -158,6 +154,9 @@ def reuse_or_train_tokenizer(
     model_file = out_dir / "spm.model"
     if model_file.is_file() and key_file.is_file() and key_file.read_text(encoding="utf-8").strip() == key:
         return Tokenizer(model_file), True
+    # The old key goes first: a crash after the new spm.model is written must not leave it looking
+    # like the model of the old inputs.
+    key_file.unlink(missing_ok=True)
     train_tokenizer(texts_by_lang, out_dir, cfg, langs, seed)
     write_text(key_file, key + "\n")  # written last: a crash before it means "retrain next time"
     return Tokenizer(model_file), False
