@@ -7,24 +7,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
+import sys
 from pathlib import Path
 
-from babelflow.config import AlignedSource, GettextSource
-from babelflow.corpus.aligned import collect_aligned
-from babelflow.corpus.gettext import collect_gettext
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from babelflow.config import AlignedSource, GettextSource  # noqa: E402
+from babelflow.corpus.aligned import collect_aligned  # noqa: E402
+from babelflow.corpus.gettext import collect_gettext  # noqa: E402
+from bench.timing import best_of  # noqa: E402
 LANGS = ["de", "fr", "es", "ru", "sv", "ga"]
-
-
-def best_of(fn, repeats: int = 3):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def main() -> None:

@@ -20,20 +20,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from bench.timing import best_of  # noqa: E402
 
 
 def main() -> None:
@@ -117,7 +109,7 @@ def main() -> None:
     for name, fn in systems.items():
         # One untimed batch first: first-call allocations and lazy inits are not decoding speed.
         fn(ids[: args.batch])
-        secs, out = timed(lambda: fn(ids), args.repeats)
+        secs, out = best_of(lambda: fn(ids), args.repeats)
         hyps = [tok.decode(h, e[1]) for h, e in zip(out, encoded)]
         bleu = bleu_metric.corpus_score(hyps, [refs])
         rows[name] = {"seconds": round(secs, 2), "sent_per_s": round(n / secs, 2), "bleu": round(bleu.score, 2),

@@ -23,7 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Default pipeline run (issue 2)"
+sys.path.insert(0, str(ROOT))
+
+from babelflow.io import write_text  # noqa: E402
+from bench.results_file import replace_section  # noqa: E402
+
+SECTION = "## Default pipeline run (issue 2): `make run`"
 BUDGET_S = 20 * 60
 STAGE_LINE = re.compile(r"Running stage '([\w-]+)'")
 EXPECTED_AFTER_TRAIN_CHANGE = ["train", "meta", "adapt", "evaluate", "release"]
@@ -151,9 +156,7 @@ def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: l
     verdict = "met" if rc == 0 and total <= BUDGET_S else "NOT met"
     stage_rows = "\n".join(f"| {name} | {sec / 60:.1f} |" for name, sec in durations)
     release = outputs["release"]
-    return f"""{SECTION}: `make run`
-
-- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
+    return f"""- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 - Machine: {os.cpu_count()}-core {cpu_name()} {platform.machine()}, Python {platform.python_version()},
   no GPU; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)
 - Command: `python bench/default_run.py --write` (fresh `git clone`, then the README's `make run`,
@@ -183,16 +186,9 @@ Signatures:
 """
 
 
-def write_section(text: str) -> None:
+def write_section(body: str) -> None:
     results = ROOT / "bench" / "RESULTS.md"
-    current = results.read_text(encoding="utf-8")
-    start = current.index(SECTION)
-    nxt = current.find("\n## ", start + 1)
-    end = len(current) if nxt < 0 else nxt + 1
-    updated = current[:start] + text.rstrip() + "\n\n" + current[end:]
-    tmp = results.with_suffix(".md.tmp")
-    tmp.write_text(updated, encoding="utf-8")
-    tmp.replace(results)
+    write_text(results, replace_section(results.read_text(encoding="utf-8"), SECTION, body))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         noop, noop_s = second_repro_is_noop(args.work)
         rerun, rerun_s = stages_rerun_after_train_change(args.work)
     text = render(total, durations, rc, noop, noop_s, rerun, rerun_s, outputs)
-    print(text)
+    print(f"{SECTION}\n\n{text}")
     if args.write:
         write_section(text)
     return 0 if rc == 0 and noop and rerun == EXPECTED_AFTER_TRAIN_CHANGE else 1

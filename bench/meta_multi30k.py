@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from babelflow.config import parse_params  # noqa: E402
+from bench.multi30k import build_clean  # noqa: E402
+from bench.results_file import replace_section  # noqa: E402
 
 SECTION = "## Meta-learning vs transfer vs scratch (issue 6): `bench/meta_multi30k.py`"
 GOAL_KS = (500, 2000)
@@ -82,33 +84,7 @@ SMOKE = {
     "evaluate": {"beam_size": 1},
 }
 PRESETS = {"gpu": GPU, "cpu": CPU, "smoke": SMOKE}
-SPLITS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
 DEV_BLEU_SENTENCES = 300  # per pair, greedy: shows the transfer model is a real en->de/fr model
-
-
-def build_clean(corpus: Path, clean: Path, langs: list[str], limit: int | None) -> None:
-    for lang in langs:
-        folder = clean / f"en-{lang}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for split, stem in SPLITS.items():
-            for side, code in (("src", "en"), ("tgt", lang)):
-                lines = (corpus / f"{stem}.{code}").read_text(encoding="utf-8").splitlines()
-                if limit and split == "train":
-                    lines = lines[:limit]
-                (folder / f"{split}.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def replace_section(document: str, heading: str, body: str) -> str:
-    """`document` with the body under `heading` (up to the next '## ' heading) replaced by `body`;
-    every other byte is kept, so the sections other scripts own stay as they are."""
-    lines = document.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == heading]
-    if len(starts) != 1:
-        raise ValueError(f"expected exactly one line {heading!r} in the results file, found {len(starts)}")
-    start = starts[0] + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    new_body = "\n" + body.strip("\n") + "\n" + ("\n" if end < len(lines) else "")
-    return "".join(lines[:start]) + new_body + "".join(lines[end:])
 
 
 def _cell(entry: dict, metric: str) -> str:
