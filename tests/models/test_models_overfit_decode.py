@@ -5,7 +5,14 @@ import pytest
 import sacrebleu
 import torch
 
-from babelflow.decode import beam_search, beam_search_nbest, greedy, translate, translate_ids
+from babelflow.decode import (
+    beam_search,
+    beam_search_nbest,
+    decoding_workers,
+    greedy,
+    translate,
+    translate_ids,
+)
 from babelflow.loss import token_cross_entropy
 from babelflow.models import build_model
 from tests.models.toy import WordTokenizer, make_batch, make_pairs, tiny_config, single_thread  # noqa: F401 (autouse)
@@ -74,6 +81,32 @@ def test_order_restored_and_batching_invariant(trained):
     together = translate_ids(model, ids, beam_size=3, batch_sentences=4)
     alone = [translate_ids(model, [i], beam_size=3)[0] for i in ids]
     assert together == alone
+
+
+def test_parallel_workers_give_the_serial_output(trained):
+    model, tok, pairs, _ = trained
+    ids = [tok.encode_source(s, "de")[0] for s, _ in pairs]
+    model.train()  # dropout must stay off in every worker, and the mode come back afterwards
+    for beam in (1, 3):
+        serial = translate_ids(model, ids, beam_size=beam, batch_sentences=5)
+        for workers in (2, 3):
+            assert translate_ids(model, ids, beam_size=beam, batch_sentences=5, workers=workers) == serial
+    assert model.training
+    with pytest.raises(ValueError, match="workers"):
+        translate_ids(model, ids, workers=0)
+
+
+def test_decoding_workers_trade_intra_op_threads_for_batches():
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with decoding_workers("cpu") as workers:
+            assert (workers, torch.get_num_threads()) == (3, 1)
+        assert torch.get_num_threads() == 3
+        with decoding_workers(torch.device("cuda", 0)) as workers:  # a GPU decodes one batch at a time
+            assert (workers, torch.get_num_threads()) == (1, 3)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_untrained_model_respects_max_length():
