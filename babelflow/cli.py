@@ -59,20 +59,22 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def translate_stream(model, tokenizer, inp: TextIO, out: TextIO, tgt: str, beam_size: int,
-                     length_penalty: float, max_length_ratio: float, chunk: int, progress=None) -> int:
-    """Translate line by line in chunks, writing each chunk as soon as it is done (pipes stay live).
+                     length_penalty: float, max_length_ratio: float, chunk: int, progress=None,
+                     workers: int = 1) -> int:
+    """Translate line by line in blocks, writing each block as soon as it is done (pipes stay live).
 
+    A block is `chunk` sentences per worker, so every worker has a batch to decode.
     Blank lines stay blank, so the output is aligned with the input line for line.
     """
     from babelflow.decode import translate
     from babelflow.metrics import single_line
 
     n = 0
-    for block in chunks(inp, chunk):
+    for block in chunks(inp, chunk * workers):
         todo = [i for i, s in enumerate(block) if s.strip()]
         hyps = translate(model, tokenizer, [block[i] for i in todo], tgt, beam_size=beam_size,
                          length_penalty=length_penalty, max_length_ratio=max_length_ratio,
-                         batch_sentences=chunk) if todo else []
+                         batch_sentences=chunk, workers=workers) if todo else []
         result = [""] * len(block)
         for i, h in zip(todo, hyps):
             result[i] = single_line(h)
@@ -102,12 +104,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     import torch
 
+    from babelflow.decode import decoding_workers
     from babelflow.models import load_model
     from babelflow.tokenizer import Tokenizer
 
+    if args.threads < 0:
+        raise BabelflowError("--threads must be 0 (torch's default) or more")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(release, device=device)
     tokenizer = Tokenizer(release / "spm.model")
     tokenizer.tag_id(args.to)
@@ -130,16 +135,20 @@ def cmd_translate(args: argparse.Namespace) -> int:
     else:
         inp = sys.stdin
         if inp.isatty():
-            kwargs["chunk"] = 1  # someone typing expects each line back at once, not after 64
+            # Someone typing expects each line back at once, not after 64.
+            kwargs.update(chunk=1, workers=1)
     try:
-        if args.output and args.output != "-":
-            from babelflow.io import atomic_open
+        # On CPU, one batch per core (same output, faster): see babelflow.decode.translate_ids.
+        with decoding_workers(device) as workers:
+            kwargs.setdefault("workers", workers)
+            if args.output and args.output != "-":
+                from babelflow.io import atomic_open
 
-            # A failed run leaves no half-written output file behind.
-            with atomic_open(args.output) as out:
-                translate_stream(model, tokenizer, inp, out, progress=progress, **kwargs)
-        else:
-            translate_stream(model, tokenizer, inp, sys.stdout, progress=progress, **kwargs)
+                # A failed run leaves no half-written output file behind.
+                with atomic_open(args.output) as out:
+                    translate_stream(model, tokenizer, inp, out, progress=progress, **kwargs)
+            else:
+                translate_stream(model, tokenizer, inp, sys.stdout, progress=progress, **kwargs)
     except UnicodeDecodeError as exc:
         raise InputError(args.input or "<stdin>", f"not valid UTF-8: {exc.reason}") from None
     finally:
@@ -272,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--input", help="input file, one sentence per line (default: stdin)")
     t.add_argument("--output", help="output file (default: stdout)")
     t.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy; default: the release's)")
-    t.add_argument("--chunk", type=int, default=64, help="sentences translated per step")
+    t.add_argument("--chunk", type=int, default=64, help="sentences per batch")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    t.add_argument("--threads", type=int, default=0, help="CPU cores to decode on, one batch each "
+                   "(0 = torch's default thread count)")
     t.set_defaults(func=cmd_translate)
 
     r = sub.add_parser("release", help="tag the current DVC state as a versioned release")

@@ -95,7 +95,7 @@ def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, st
     try:
         import sacrebleu
 
-        from babelflow.decode import translate
+        from babelflow.decode import decoding_workers, translate
     except ImportError:
         return None
     if n <= 0 or not dev_text:
@@ -105,12 +105,13 @@ def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, st
     was_training = model.training
     model.eval()
     try:
-        for lang, pairs in sorted(dev_text.items()):
-            pairs = pairs[:per_lang]
-            if not pairs:
-                continue
-            hyps = translate(model, tokenizer, [s for s, _ in pairs], lang, beam_size=1)
-            scores.append(sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score)
+        with decoding_workers(next(model.parameters()).device) as workers:
+            for lang, pairs in sorted(dev_text.items()):
+                pairs = pairs[:per_lang]
+                if not pairs:
+                    continue
+                hyps = translate(model, tokenizer, [s for s, _ in pairs], lang, beam_size=1, workers=workers)
+                scores.append(sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score)
     finally:
         model.train(was_training)
     return sum(scores) / len(scores) if scores else None

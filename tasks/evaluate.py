@@ -66,14 +66,15 @@ def load_sacrebleu_set(name: str, langpair: str, limit: int) -> tuple[list[str],
 
 
 def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params) -> list[str]:
-    from babelflow.decode import translate
+    from babelflow.decode import decoding_workers, translate
 
     ev = params.evaluate
-    hyps = translate(
-        model, tokenizer, sentences, tgt,
-        beam_size=ev.beam_size, length_penalty=ev.length_penalty,
-        max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences,
-    )
+    with decoding_workers(next(model.parameters()).device) as workers:
+        hyps = translate(
+            model, tokenizer, sentences, tgt,
+            beam_size=ev.beam_size, length_penalty=ev.length_penalty,
+            max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences, workers=workers,
+        )
     if len(hyps) != len(sentences):
         raise BabelflowError(f"decoder returned {len(hyps)} translations for {len(sentences)} inputs")
     return [single_line(h) for h in hyps]

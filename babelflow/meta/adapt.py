@@ -84,7 +84,7 @@ def adapt_experiment(
 ) -> dict:
     """Run the experiment; returns the content of results.json (see module docstring)."""
     from babelflow.data import load_examples, read_parallel
-    from babelflow.decode import translate
+    from babelflow.decode import decoding_workers, translate
     from babelflow.metrics import score
     from babelflow.models import build_model, load_model
 
@@ -130,11 +130,11 @@ def adapt_experiment(
                         model, train_set, cfg.steps, cfg.lr, cfg.max_tokens, seed,
                         params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
                     ))
-                    with torch.no_grad():
+                    with decoding_workers(device) as workers:
                         hyps = translate(model, tokenizer, srcs, lang, beam_size=ev.beam_size,
                                          length_penalty=ev.length_penalty,
                                          max_length_ratio=ev.max_length_ratio,
-                                         batch_sentences=ev.batch_sentences)
+                                         batch_sentences=ev.batch_sentences, workers=workers)
                     s = score(hyps, refs, lang)
                     results["signatures"].setdefault(lang, s["signatures"])
                     bleus.append(round(s["bleu"], 4))

@@ -27,6 +27,20 @@ def test_translate_file_to_file(release_dir, tmp_path):
     assert lines[1] == ""  # a blank input line stays blank: output aligned with input
 
 
+def test_translate_on_several_cores_matches_one(release_dir, tmp_path):
+    # More sentences than one block so each worker gets batches; blank lines must stay in place.
+    inp = tmp_path / "in.txt"
+    inp.write_text("\n".join(INPUT * 5) + "\n", encoding="utf-8")
+    outputs = []
+    for threads in ("1", "3"):
+        out = tmp_path / f"out{threads}.txt"
+        assert main(["translate", "--release", str(release_dir), "--to", "de", "--input", str(inp),
+                     "--output", str(out), "--beam", "2", "--chunk", "2", "--threads", threads]) == 0
+        outputs.append(out.read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1]
+    assert outputs[0].split("\n")[1::4][:5] == [""] * 5
+
+
 def test_translate_streams_stdin_to_stdout(release_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
