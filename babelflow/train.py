@@ -238,8 +238,10 @@ def train_model(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.max_steps, initial=step, file=sys.stderr, disable=not is_main, dynamic_ncols=True,
-               unit="step")
+    # `disable` is passed only to silence other ranks: an explicit value would override the user's
+    # TQDM_DISABLE / TQDM_MININTERVAL environment settings, which tqdm reads as its defaults.
+    bar = tqdm(total=cfg.max_steps, initial=step, file=sys.stderr, dynamic_ncols=True, unit="step",
+               **({} if is_main else {"disable": True}))
     log_every = max(1, min(100, cfg.validate_every, cfg.checkpoint_every))
     window_loss = window_tokens = 0.0
     t_start = time.monotonic()

@@ -110,3 +110,21 @@ def test_learning_curve_logs_loss_lr_and_dev_metrics(run, make_params, tmp_path)
     for row in rows:
         assert float(row["lr"]) == pytest.approx(lr_at(int(row["step"]), params.train), rel=1e-5)
     assert any(row["dev_loss"] for row in rows if int(row["step"]) % 3 == 0)
+
+
+def test_progress_bar_leaves_tqdm_environment_in_charge(run, make_params, tmp_path, monkeypatch, capsys):
+    # tqdm reads TQDM_DISABLE, TQDM_MININTERVAL, ... once, at import, as defaults that an explicit
+    # argument overrides: the main rank must not pass `disable` (or any of them) itself.
+    import tqdm
+
+    seen = []
+
+    class Recording(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm, "tqdm", Recording)
+    run(make_params(max_steps=3), tmp_path)
+    assert len(seen) == 1 and not {"disable", "mininterval", "miniters"} & set(seen[0])
+    assert "step" in capsys.readouterr().err  # the bar is drawn, with its unit
