@@ -1,17 +1,26 @@
 """Decoding-speed benchmark of issue 7: sentences/second on Multi30k test_2016_flickr (en->xx) for
 PyTorch beam search and greedy and for the CTranslate2 export (float32 and int8, beam and greedy), in
-one run, same model, same thread count, plus each output's sacrebleu BLEU against the references.
+one run, same model, same cores, plus each output's sacrebleu BLEU against the references.
 
     python bench/decode_speed.py [--model /tmp/babelflow_multi30k/cpu/ende/model | --release data/release]
                                  [--corpus ../shared/corpora/multi30k] [--lang de] [--threads 2]
-                                 [--beam 4] [--batch 64] [--repeats 1] [--json out.json]
+                                 [--beam 4] [--batch 64 ...] [--repeats 1] [--systems NAME ...] [--json out.json]
 
 `--model`/`--release` is a folder with model.json, model.safetensors and spm.model (the model that
 bench/multi30k.py keeps, or a babelflow release). What is timed is ids -> ids decoding of the whole
 test set (SentencePiece encoding and decoding are the same work for every system, done outside the
 timer). The CTranslate2 export and model load are not timed either. Each system gets one untimed
 warm-up batch, then `--repeats` timed passes over the test set; the best pass is reported.
-Goal (issue 7): CTranslate2 >= 5x PyTorch beam search at equal beam size, BLEU within 0.3.
+
+Every system gets the same `--threads` cores in one of two layouts, named in the system's name:
+`1xN` decodes one batch at a time on N intra-op threads; `Nx1` decodes N batches at once, one thread
+each (babelflow's `translate_ids(workers=N)`, CTranslate2's `inter_threads=N`). Both engines get the
+same length-sorted batches of `--batch` sentences and the same per-sentence length limit
+(ceil(ratio x source) + 5; CTranslate2 takes one limit per call, so each batch gets its longest).
+Several `--batch` sizes run every system at each (suffix `-b<size>`): the engines do not peak at the
+same size (Python's per-step overhead wants big batches, CTranslate2 smaller ones).
+Goal (issue 7): CTranslate2 >= 5x the PyTorch beam search at equal beam size and equal cores, BLEU
+within 0.3; the ratio is taken against the fastest PyTorch beam row (layout and batch size).
 """
 from __future__ import annotations
 
@@ -27,6 +36,30 @@ sys.path.insert(0, str(ROOT))
 
 from bench.timing import best_of  # noqa: E402
 
+BLEU_TOLERANCE = 0.3
+GOAL_RATIO = 5.0
+
+
+def system_names(beam: int, threads: int) -> list[str]:
+    """Every system at one batch size, e.g. 'ct2-int8-beam4-2x1'."""
+    par, one = f"{threads}x1", f"1x{threads}"
+    names = [f"pytorch-beam{beam}-{one}", f"pytorch-beam{beam}-{par}", f"pytorch-greedy-{par}"]
+    for layout in (one, par):
+        names += [f"ct2-float32-beam{beam}-{layout}", f"ct2-int8-beam{beam}-{layout}"]
+    names += [f"ct2-float32-greedy-{par}", f"ct2-int8-greedy-{par}"]
+    return names
+
+
+def parse_name(name: str) -> tuple[str, str, int, int, int, int]:
+    """'ct2-int8-beam4-2x1-b32' -> ('ct2', 'int8', beam 4, 2 workers, 1 thread each, 32 sentences)."""
+    *parts, size = name.split("-")
+    engine, rest = parts[0], parts[1:]
+    compute = rest.pop(0) if engine == "ct2" else "float32"
+    search, layout = rest
+    beam = 1 if search == "greedy" else int(search.removeprefix("beam"))
+    workers, per_worker = (int(x) for x in layout.split("x"))
+    return engine, compute, beam, workers, per_worker, int(size.removeprefix("b"))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -36,16 +69,31 @@ def main() -> None:
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "multi30k"))
     ap.add_argument("--split", default="test_2016_flickr")
     ap.add_argument("--lang", default="de")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="cores every system gets")
     ap.add_argument("--beam", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=64, help="sentences per batch, every system")
+    ap.add_argument("--batch", type=int, nargs="+", default=[64], help="sentences per batch, every system")
     ap.add_argument("--length-penalty", type=float, default=1.0)
     ap.add_argument("--max-length-ratio", type=float, default=2.0)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="first N sentences only (0: all)")
-    ap.add_argument("--systems", nargs="+", default=None, help="subset of the systems to run")
+    ap.add_argument("--systems", nargs="+", default=None,
+                    help="subset of the systems to run (names as printed, without the -b<size>)")
     ap.add_argument("--json", help="write the figures here as JSON")
     args = ap.parse_args()
+    if args.threads < 1 or args.beam < 2 or min(args.batch) < 1:
+        ap.error("--threads and --batch must be >= 1 and --beam >= 2 (greedy rows are always there)")
+    names = system_names(args.beam, args.threads)
+    if args.systems:
+        unknown = [s for s in args.systems if s not in names]
+        if unknown:
+            ap.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        names = [n for n in names if n in args.systems]
+    names = [f"{n}-b{size}" for size in args.batch for n in names]
+    folder = Path(args.release or args.model)
+    corpus = Path(args.corpus)
+    for path in (folder / "model.json", corpus / f"{args.split}.en", corpus / f"{args.split}.{args.lang}"):
+        if not path.is_file():
+            ap.error(f"{path} not found")
 
     # Thread pools are sized at import/first use: set every knob before torch and ctranslate2 load.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -59,11 +107,8 @@ def main() -> None:
     from babelflow.models import load_model
     from babelflow.tokenizer import Tokenizer
 
-    torch.set_num_threads(args.threads)
-    folder = Path(args.release or args.model)
     model = load_model(folder)
     tok = Tokenizer(folder / "spm.model")
-    corpus = Path(args.corpus)
     src_text = (corpus / f"{args.split}.en").read_text(encoding="utf-8").splitlines()
     refs = (corpus / f"{args.split}.{args.lang}").read_text(encoding="utf-8").splitlines()
     if args.limit:
@@ -73,74 +118,106 @@ def main() -> None:
     n = len(ids)
     vocab = [tok.sp.IdToPiece(i) for i in range(tok.vocab_size)]
     piece_id = {p: i for i, p in enumerate(vocab)}
-    # CTranslate2 has one max length per call, babelflow a per-sentence one; give it the longest.
-    ct2_max_len = max(max_lengths(pad_batch([r]), args.max_length_ratio, model)[0] for r in ids)
+    limit = [max_lengths(pad_batch([r]), args.max_length_ratio, model)[0] for r in ids]
 
-    work = Path(tempfile.mkdtemp(prefix="babelflow_ct2_"))
-    export_ctranslate2(model, vocab, work / "float32")
-    export_ctranslate2(model, vocab, work / "int8", quantization="int8")
+    def length_sorted_batches(rows, size: int) -> list[list[int]]:
+        # translate_ids' own batching: longest first, `size` sentences each.
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
+        return [order[s : s + size] for s in range(0, len(order), size)]
 
-    def pytorch(beam: int):
-        return lambda rows: translate_ids(model, rows, beam, args.length_penalty, args.max_length_ratio, args.batch)
-
-    def ct2(compute_type: str, beam: int):
-        translator = ctranslate2.Translator(str(work / compute_type), device="cpu", compute_type=compute_type,
-                                            intra_threads=args.threads, inter_threads=1)
-
+    def pytorch(beam: int, workers: int, per_worker: int, size: int):
         def run(rows):
-            res = translator.translate_batch(
-                [[vocab[i] for i in row] for row in rows], beam_size=beam, length_penalty=args.length_penalty,
-                max_batch_size=args.batch, batch_type="examples", max_decoding_length=ct2_max_len)
-            return [[piece_id[p] for p in r.hypotheses[0]] for r in res]
+            torch.set_num_threads(per_worker)
+            return translate_ids(model, rows, beam, args.length_penalty, args.max_length_ratio, size, workers)
         return run
 
-    systems = {
-        f"pytorch beam{args.beam}": pytorch(args.beam),
-        "pytorch greedy": pytorch(1),
-        f"ct2 float32 beam{args.beam}": ct2("float32", args.beam),
-        f"ct2 int8 beam{args.beam}": ct2("int8", args.beam),
-        "ct2 float32 greedy": ct2("float32", 1),
-        "ct2 int8 greedy": ct2("int8", 1),
-    }
-    if args.systems:
-        systems = {k: v for k, v in systems.items() if k in args.systems}
+    def ct2(folder_ct2: Path, compute_type: str, beam: int, workers: int, per_worker: int, size: int):
+        translator = ctranslate2.Translator(str(folder_ct2), device="cpu", compute_type=compute_type,
+                                            intra_threads=per_worker, inter_threads=workers)
+
+        def run(rows):
+            # `limit` is indexed by position in `ids`; the warm-up passes a prefix of it, so positions agree.
+            jobs = []
+            for batch in length_sorted_batches(rows, size):
+                jobs.append((batch, translator.translate_batch(
+                    [[vocab[t] for t in rows[i]] for i in batch], beam_size=beam,
+                    length_penalty=args.length_penalty, max_batch_size=len(batch),
+                    max_decoding_length=max(limit[i] for i in batch), asynchronous=True)))
+            out = [None] * len(rows)
+            for batch, results in jobs:
+                for i, r in zip(batch, results):
+                    out[i] = [piece_id[p] for p in r.result().hypotheses[0]]
+            return out
+        return run
+
     rows = {}
     bleu_metric = sacrebleu.BLEU()
-    for name, fn in systems.items():
-        # One untimed batch first: first-call allocations and lazy inits are not decoding speed.
-        fn(ids[: args.batch])
-        secs, out = best_of(lambda: fn(ids), args.repeats)
-        hyps = [tok.decode(h, e[1]) for h, e in zip(out, encoded)]
-        bleu = bleu_metric.corpus_score(hyps, [refs])
-        rows[name] = {"seconds": round(secs, 2), "sent_per_s": round(n / secs, 2), "bleu": round(bleu.score, 2),
-                      "hyps": hyps}
-        print(f"{name}: {secs:.1f} s, {n / secs:.1f} sent/s, BLEU {bleu.score:.2f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="babelflow_ct2_") as work:
+        exported = {}
+        for name in names:
+            engine, compute, beam, workers, per_worker, size = parse_name(name)
+            if engine == "pytorch":
+                fn = pytorch(beam, workers, per_worker, size)
+            else:
+                if compute not in exported:
+                    exported[compute] = export_ctranslate2(
+                        model, vocab, Path(work) / compute, quantization=None if compute == "float32" else compute)
+                fn = ct2(exported[compute], compute, beam, workers, per_worker, size)
+            # One untimed batch first: first-call allocations and lazy inits are not decoding speed.
+            fn(ids[:size])
+            secs, out = best_of(lambda: fn(ids), args.repeats)
+            hyps = [tok.decode(h, e[1]) for h, e in zip(out, encoded)]
+            bleu = bleu_metric.corpus_score(hyps, [refs])
+            rows[name] = {"seconds": round(secs, 2), "sent_per_s": round(n / secs, 2), "bleu": round(bleu.score, 2),
+                          "beam": beam, "batch": size, "engine": engine, "hyps": hyps}
+            print(f"{name}: {secs:.1f} s, {n / secs:.1f} sent/s, BLEU {bleu.score:.2f}", flush=True)
 
-    base_name = f"pytorch beam{args.beam}"
+    def fastest(engine: str, beam: int) -> str | None:
+        cands = [k for k, r in rows.items() if r["engine"] == engine and r["beam"] == beam]
+        return max(cands, key=lambda k: rows[k]["sent_per_s"]) if cands else None
+
+    base_name = fastest("pytorch", args.beam)
+    greedy_name = fastest("pytorch", 1)
     base = rows.get(base_name)
     signature = str(bleu_metric.get_signature())
     print()
-    print(f"{n} sentences en->{args.lang}, {args.threads} threads, batch {args.batch} sentences, "
+    print(f"{n} sentences en->{args.lang}, {args.threads} cores per system, batches of "
+          f"{'/'.join(map(str, args.batch))} sentences, "
           f"torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}; BLEU signature `{signature}`")
     print()
     print(f"| system | seconds | sentences/s | vs {base_name} | BLEU | BLEU - {base_name} | "
           "same output as PyTorch at equal beam |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        ratio = f"{r['sent_per_s'] / base['sent_per_s']:.2f}x" if base else "-"
+        r["ratio"] = round(r["sent_per_s"] / base["sent_per_s"], 3) if base else None
+        ratio = f"{r['ratio']:.2f}x" if base else "-"
         delta = f"{r['bleu'] - base['bleu']:+.2f}" if base else "-"
         # Identical detokenized lines against PyTorch with the same beam size (greedy vs greedy).
-        twin = rows.get(base_name if "beam" in name else "pytorch greedy")
+        twin = rows.get(base_name if r["beam"] > 1 else greedy_name)
         r["same_as_pytorch"] = sum(a == b for a, b in zip(r["hyps"], twin["hyps"])) / n if twin else None
         same = f"{r['same_as_pytorch']:.1%}" if twin else "-"
         print(f"| {name} | {r['seconds']:.1f} | {r['sent_per_s']:.1f} | {ratio} | {r['bleu']:.2f} | {delta} | {same} |")
+    verdict = None
+    if base:
+        ok = [k for k, r in rows.items() if r["engine"] == "ct2" and r["beam"] == args.beam
+              and abs(r["bleu"] - base["bleu"]) <= BLEU_TOLERANCE]
+        if ok:
+            best = max(ok, key=lambda k: rows[k]["ratio"])
+            met = rows[best]["ratio"] >= GOAL_RATIO
+            verdict = (f"Goal (CTranslate2 >= {GOAL_RATIO:g}x {base_name}, BLEU within {BLEU_TOLERANCE}): "
+                       f"{'met' if met else 'not met'}: best is {best} at {rows[best]['ratio']:.2f}x, "
+                       f"BLEU {rows[best]['bleu'] - base['bleu']:+.2f}.")
+        else:
+            verdict = f"Goal: not met: no CTranslate2 beam {args.beam} row within {BLEU_TOLERANCE} BLEU."
+        print()
+        print(verdict)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "n": n, "threads": args.threads, "beam": args.beam, "batch": args.batch, "signature": signature,
             "torch": torch.__version__, "ctranslate2": ctranslate2.__version__, "model": str(folder),
+            "baseline": base_name, "verdict": verdict,
             "systems": {k: {kk: vv for kk, vv in v.items() if kk != "hyps"} for k, v in rows.items()},
         }, indent=2) + "\n", encoding="utf-8")
-
 
 
 if __name__ == "__main__":
