@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from babelflow.errors import BabelflowError, ConfigError, InputError
 
@@ -58,32 +58,48 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield buf
 
 
-def translate_stream(model, tokenizer, inp: TextIO, out: TextIO, tgt: str, beam_size: int,
-                     length_penalty: float, max_length_ratio: float, chunk: int, progress=None,
-                     workers: int = 1) -> int:
-    """Translate line by line in blocks, writing each block as soon as it is done (pipes stay live).
+def translate_stream(decode_ids: Callable[[list[list[int]]], list[list[int]]], tokenizer, inp: TextIO,
+                     out: TextIO, tgt: str, block: int, progress=None) -> int:
+    """Translate line by line in blocks of `block` lines, writing each block as soon as it is done
+    (pipes stay live). `decode_ids` maps source id rows to hypothesis id rows (PyTorch or CTranslate2).
 
-    A block is `chunk` sentences per worker, so every worker has a batch to decode.
     Blank lines stay blank, so the output is aligned with the input line for line.
     """
-    from babelflow.decode import translate
     from babelflow.metrics import single_line
 
     n = 0
-    for block in chunks(inp, chunk * workers):
-        todo = [i for i, s in enumerate(block) if s.strip()]
-        hyps = translate(model, tokenizer, [block[i] for i in todo], tgt, beam_size=beam_size,
-                         length_penalty=length_penalty, max_length_ratio=max_length_ratio,
-                         batch_sentences=chunk, workers=workers) if todo else []
-        result = [""] * len(block)
-        for i, h in zip(todo, hyps):
-            result[i] = single_line(h)
+    for lines in chunks(inp, block):
+        todo = [i for i, s in enumerate(lines) if s.strip()]
+        encoded = [tokenizer.encode_source(lines[i], tgt) for i in todo]
+        hyps = decode_ids([e[0] for e in encoded]) if todo else []
+        result = [""] * len(lines)
+        for i, h, e in zip(todo, hyps, encoded):
+            result[i] = single_line(tokenizer.decode(h, e[1]))
         out.write("".join(r + "\n" for r in result))
         out.flush()
-        n += len(block)
+        n += len(lines)
         if progress is not None:
-            progress.update(len(block))
+            progress.update(len(lines))
     return n
+
+
+def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, threads: int):
+    """A CT2Decoder over `folder`, refused unless `babelflow export` made it from this release's weights."""
+    from babelflow.ct2_decode import PROVENANCE, CT2Decoder
+    from babelflow.io import sha256_file
+
+    if not folder.is_dir():
+        raise InputError(folder, "CTranslate2 model folder not found")
+    try:
+        made_from = json.loads((folder / PROVENANCE).read_text(encoding="utf-8"))["model_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(folder / PROVENANCE, "missing or unreadable: export the model with "
+                                              f"`babelflow export --format ctranslate2 --release {release}`") from None
+    if made_from != sha256_file(release / "model.safetensors"):
+        raise InputError(folder, f"exported from another model than {release / 'model.safetensors'}")
+    max_positions = json.loads((release / "model.json").read_text(encoding="utf-8"))["config"]["max_positions"]
+    vocabulary = [tokenizer.sp.IdToPiece(i) for i in range(tokenizer.vocab_size)]
+    return CT2Decoder(folder, vocabulary, device=device, threads=threads, max_positions=max_positions)
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -101,27 +117,25 @@ def cmd_translate(args: argparse.Namespace) -> int:
     beam = args.beam if args.beam is not None else int(defaults.get("beam_size", 4))
     if beam < 1:
         raise BabelflowError("--beam must be at least 1")
+    if args.threads < 0:
+        raise BabelflowError("--threads must be 0 (all cores) or more")
 
     import torch
 
-    from babelflow.decode import decoding_workers
-    from babelflow.models import load_model
+    from babelflow.decode import decoding_workers, translate_ids
     from babelflow.tokenizer import Tokenizer
 
-    if args.threads < 0:
-        raise BabelflowError("--threads must be 0 (torch's default) or more")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(release, device=device)
     tokenizer = Tokenizer(release / "spm.model")
     tokenizer.tag_id(args.to)
-    kwargs = dict(tgt=args.to, beam_size=beam,
-                  length_penalty=float(defaults.get("length_penalty", 1.0)),
-                  max_length_ratio=float(defaults.get("max_length_ratio", 2.0)), chunk=args.chunk)
+    length_penalty = float(defaults.get("length_penalty", 1.0))
+    max_length_ratio = float(defaults.get("max_length_ratio", 2.0))
 
     inp: TextIO
     progress = None
+    interactive = False
     if args.input and args.input != "-":
         path = Path(args.input)
         if not path.is_file():
@@ -134,21 +148,35 @@ def cmd_translate(args: argparse.Namespace) -> int:
         progress = tqdm(total=total, unit="sent", desc=f"{source}->{args.to}", file=sys.stderr)
     else:
         inp = sys.stdin
-        if inp.isatty():
-            # Someone typing expects each line back at once, not after 64.
-            kwargs.update(chunk=1, workers=1)
+        interactive = inp.isatty()  # someone typing expects each line back at once, not after 64
+    chunk = 1 if interactive else args.chunk
     try:
-        # On CPU, one batch per core (same output, faster): see babelflow.decode.translate_ids.
+        # On CPU, one batch per core at once (same output, faster): babelflow.decode.translate_ids.
         with decoding_workers(device) as workers:
-            kwargs.setdefault("workers", workers)
+            workers = 1 if interactive else workers
+            if args.ctranslate2:
+                decoder = ctranslate2_decoder(Path(args.ctranslate2), release, tokenizer, device, workers)
+
+                def decode_ids(rows):
+                    return decoder.translate_ids(rows, beam, length_penalty, max_length_ratio, chunk)
+            else:
+                from babelflow.models import load_model
+
+                model = load_model(release, device=device)
+
+                def decode_ids(rows):
+                    return translate_ids(model, rows, beam, length_penalty, max_length_ratio, chunk, workers)
+
+            todo = dict(decode_ids=decode_ids, tokenizer=tokenizer, inp=inp, tgt=args.to, block=chunk * workers,
+                        progress=progress)
             if args.output and args.output != "-":
                 from babelflow.io import atomic_open
 
                 # A failed run leaves no half-written output file behind.
                 with atomic_open(args.output) as out:
-                    translate_stream(model, tokenizer, inp, out, progress=progress, **kwargs)
+                    translate_stream(out=out, **todo)
             else:
-                translate_stream(model, tokenizer, inp, sys.stdout, progress=progress, **kwargs)
+                translate_stream(out=sys.stdout, **todo)
     except UnicodeDecodeError as exc:
         raise InputError(args.input or "<stdin>", f"not valid UTF-8: {exc.reason}") from None
     finally:
@@ -285,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--threads", type=int, default=0, help="CPU cores to decode on, one batch each "
                    "(0 = torch's default thread count)")
+    t.add_argument("--ctranslate2", metavar="DIR", default=None,
+                   help="decode with this CTranslate2 export of the release's model (babelflow export) "
+                        "instead of PyTorch; needs the ctranslate2 package")
     t.set_defaults(func=cmd_translate)
 
     r = sub.add_parser("release", help="tag the current DVC state as a versioned release")

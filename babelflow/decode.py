@@ -69,11 +69,15 @@ def gnmt_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def length_limit(source_length: int, max_length_ratio: float, cap: int | None = None) -> int:
+    """Most target tokens (EOS included) decoded for a source of `source_length` tokens."""
+    limit = math.ceil(max_length_ratio * source_length) + 5
+    return min(limit, cap) if cap else limit
+
+
 def max_lengths(src: Tensor, max_length_ratio: float, model: Seq2Seq) -> list[int]:
-    src_lens = src.ne(model.pad_id).sum(1).tolist()
     cap = getattr(model, "max_positions", None)
-    out = [math.ceil(max_length_ratio * n) + 5 for n in src_lens]
-    return [min(n, cap) for n in out] if cap else out
+    return [length_limit(n, max_length_ratio, cap) for n in src.ne(model.pad_id).sum(1).tolist()]
 
 
 def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0) -> list[list[int]]:

@@ -12,7 +12,8 @@ from typing import Sequence
 import torch
 
 from babelflow.errors import BabelflowError
-from babelflow.io import atomic_dir
+from babelflow.ct2_decode import PROVENANCE
+from babelflow.io import atomic_dir, sha256_file, write_json
 from babelflow.models.transformer import Transformer
 from babelflow.specials import BOS_ID, EOS_ID, UNK_ID
 
@@ -132,5 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     sp = spm.SentencePieceProcessor(model_file=str(release / "spm.model"))
     vocabulary = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     out = export_ctranslate2(model, vocabulary, args.output, args.quantization)
+    # Lets `babelflow translate --ctranslate2` refuse an export of some other model's weights.
+    write_json(out / PROVENANCE, {"model_sha256": sha256_file(release / "model.safetensors"),
+                                  "quantization": args.quantization})
     print(f"exported to {out}")
     return 0

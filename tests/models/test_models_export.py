@@ -54,3 +54,37 @@ def test_export_rejects_rnn(tmp_path):
     tok = WordTokenizer()
     with pytest.raises(BabelflowError, match="only the transformer"):
         export_ctranslate2(build_model(tiny_config("rnn"), tok.vocab_size), tok.itos, tmp_path / "x")
+
+
+def test_ct2_decoder_keeps_order_across_parallel_batches(tmp_path):
+    from babelflow.ct2_decode import CT2Decoder
+
+    tok = WordTokenizer()
+    src, _, _ = make_batch(tok, make_pairs(11))
+    torch.manual_seed(0)
+    model = build_model(tiny_config("transformer"), tok.vocab_size).eval()
+    out = export_ctranslate2(model, tok.itos, tmp_path / "ct2")
+    rows = [[i for i in row if i != 0] for row in src.tolist()]
+    one_by_one = CT2Decoder(out, tok.itos, threads=1, parallel_batches=False)
+    expected = [one_by_one.translate_ids([r], beam_size=2)[0] for r in rows]
+    assert len({tuple(e) for e in expected}) > 1  # distinct outputs, so a mix-up of order shows
+    parallel = CT2Decoder(out, tok.itos, threads=3)
+    # Batches of one sentence: each gets its own length limit, as when decoded alone.
+    assert parallel.translate_ids(rows, beam_size=2, batch_sentences=1) == expected
+
+
+def test_ct2_decoder_refuses_other_vocabulary_and_overlong_sources(tmp_path):
+    from babelflow.ct2_decode import CT2Decoder
+    from babelflow.errors import InputError
+
+    tok = WordTokenizer()
+    model = build_model(tiny_config("transformer"), tok.vocab_size).eval()
+    out = export_ctranslate2(model, tok.itos, tmp_path / "ct2")
+    other = list(tok.itos)
+    other[-1] = other[-1] + "x"
+    with pytest.raises(InputError, match="vocabulary") as err:
+        CT2Decoder(out, other)
+    assert str(out) in str(err.value)
+    decoder = CT2Decoder(out, tok.itos, threads=1, max_positions=4)
+    with pytest.raises(BabelflowError, match="5 tokens is longer than the model's 4 positions"):
+        decoder.translate_ids([[5, 6, 7, 8, 2]])

@@ -1,0 +1,84 @@
+"""Decoding with a CTranslate2 export of a babelflow Transformer (made by babelflow.export).
+
+Same contract as `babelflow.decode.translate_ids`: token ids in, best hypothesis ids out (no BOS/EOS),
+input order kept, length-sorted batches, the same per-sentence length limit (CTranslate2 takes one
+limit per call, so each batch gets its longest sentence's; its limit does not count the EOS, ours does). The scores differ in one respect:
+CTranslate2 normalises beam scores by length^alpha where babelflow uses the GNMT penalty, so beam
+outputs can differ on some lines (bench/decode_speed.py counts them; greedy outputs are the same).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from babelflow.decode import length_limit
+from babelflow.errors import BabelflowError, InputError
+
+PROVENANCE = "babelflow_export.json"  # written by `babelflow export` next to the CTranslate2 files
+
+
+def read_vocabulary(folder: Path) -> list[str]:
+    """The target vocabulary CTranslate2 saved with the model (one JSON list, or one token per line)."""
+    for name in ("shared_vocabulary.json", "target_vocabulary.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text(encoding="utf-8"))
+    for name in ("shared_vocabulary.txt", "target_vocabulary.txt"):
+        if (folder / name).is_file():
+            return (folder / name).read_text(encoding="utf-8").split("\n")[:-1]
+    raise InputError(folder, "no CTranslate2 vocabulary file: not a CTranslate2 model folder")
+
+
+class CT2Decoder:
+    """A CTranslate2 translator over `folder`, checked against the tokenizer's `vocabulary`.
+
+    On CPU it decodes `threads` batches at once, one thread each (CTranslate2's inter_threads; the
+    layout bench/decode_speed.py found fastest), default all cores; `parallel_batches=False` runs one
+    batch at a time on all `threads` instead.
+    """
+
+    def __init__(self, folder: str | Path, vocabulary: Sequence[str], device: str = "cpu", threads: int = 0,
+                 compute_type: str = "default", max_positions: int | None = None, parallel_batches: bool = True):
+        # max_positions: the rows of the exported position table (the model config's max_positions).
+        try:
+            import ctranslate2
+        except ImportError:
+            raise BabelflowError("ctranslate2 is not installed (pip install 'babelflow[export]')") from None
+        self.folder = Path(folder)
+        theirs = read_vocabulary(self.folder)
+        if list(vocabulary) != theirs:
+            raise InputError(self.folder, f"its vocabulary ({len(theirs)} tokens) is not the tokenizer's "
+                                          f"({len(vocabulary)}): exported from another model")
+        self.vocab = list(vocabulary)
+        self.piece_id = {p: i for i, p in enumerate(self.vocab)}
+        self.max_positions = max_positions
+        cores = threads or os.cpu_count() or 1
+        parallel = parallel_batches and device == "cpu"
+        self.translator = ctranslate2.Translator(
+            str(self.folder), device=device, compute_type=compute_type,
+            inter_threads=cores if parallel else 1, intra_threads=1 if parallel else (threads if device == "cpu" else 0))
+
+    def translate_ids(self, sources: Sequence[Sequence[int]], beam_size: int = 4, length_penalty: float = 1.0,
+                      max_length_ratio: float = 2.0, batch_sentences: int = 64) -> list[list[int]]:
+        if self.max_positions:
+            longest = max((len(r) for r in sources), default=0)
+            if longest > self.max_positions:
+                # CTranslate2 would truncate it silently: the exported position table stops there.
+                raise BabelflowError(f"a source of {longest} tokens is longer than the model's "
+                                     f"{self.max_positions} positions")
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
+        jobs = []
+        for start in range(0, len(order), batch_sentences):
+            idx = order[start : start + batch_sentences]
+            limit = max(length_limit(len(sources[i]), max_length_ratio, self.max_positions) for i in idx) - 1
+            # Asynchronous: the batches run side by side on the inter_threads workers.
+            jobs.append((idx, self.translator.translate_batch(
+                [[self.vocab[t] for t in sources[i]] for i in idx], beam_size=beam_size,
+                length_penalty=length_penalty, max_batch_size=len(idx), max_decoding_length=limit,
+                asynchronous=True)))
+        out: list[list[int] | None] = [None] * len(sources)
+        for idx, results in jobs:
+            for i, r in zip(idx, results):
+                out[i] = [self.piece_id[p] for p in r.result().hypotheses[0]]
+        return out  # type: ignore[return-value]
