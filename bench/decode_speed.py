@@ -16,7 +16,8 @@ Every system gets the same `--threads` cores in one of two layouts, named in the
 `1xN` decodes one batch at a time on N intra-op threads; `Nx1` decodes N batches at once, one thread
 each (babelflow's `translate_ids(workers=N)`, CTranslate2's `inter_threads=N`). Both engines get the
 same length-sorted batches of `--batch` sentences and the same per-sentence length limit
-(ceil(ratio x source) + 5; CTranslate2 takes one limit per call, so each batch gets its longest).
+(ceil(ratio x source) + 5 with the EOS; CTranslate2 takes one limit per call, so each batch gets its
+longest): `babelflow.ct2_decode.CT2Decoder`, what `babelflow translate --ctranslate2` uses.
 Several `--batch` sizes run every system at each (suffix `-b<size>`): the engines do not peak at the
 same size (Python's per-step overhead wants big batches, CTranslate2 smaller ones).
 Goal (issue 7): CTranslate2 >= 5x the PyTorch beam search at equal beam size and equal cores, BLEU
@@ -102,7 +103,8 @@ def main() -> None:
     import sacrebleu
     import torch
 
-    from babelflow.decode import max_lengths, pad_batch, translate_ids
+    from babelflow.ct2_decode import CT2Decoder
+    from babelflow.decode import translate_ids
     from babelflow.export import export_ctranslate2
     from babelflow.models import load_model
     from babelflow.tokenizer import Tokenizer
@@ -117,14 +119,6 @@ def main() -> None:
     ids = [e[0] for e in encoded]
     n = len(ids)
     vocab = [tok.sp.IdToPiece(i) for i in range(tok.vocab_size)]
-    piece_id = {p: i for i, p in enumerate(vocab)}
-    limit = [max_lengths(pad_batch([r]), args.max_length_ratio, model)[0] for r in ids]
-
-    def length_sorted_batches(rows, size: int) -> list[list[int]]:
-        # translate_ids' own batching: longest first, `size` sentences each.
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-        return [order[s : s + size] for s in range(0, len(order), size)]
-
     def pytorch(beam: int, workers: int, per_worker: int, size: int):
         def run(rows):
             torch.set_num_threads(per_worker)
@@ -132,23 +126,9 @@ def main() -> None:
         return run
 
     def ct2(folder_ct2: Path, compute_type: str, beam: int, workers: int, per_worker: int, size: int):
-        translator = ctranslate2.Translator(str(folder_ct2), device="cpu", compute_type=compute_type,
-                                            intra_threads=per_worker, inter_threads=workers)
-
-        def run(rows):
-            # `limit` is indexed by position in `ids`; the warm-up passes a prefix of it, so positions agree.
-            jobs = []
-            for batch in length_sorted_batches(rows, size):
-                jobs.append((batch, translator.translate_batch(
-                    [[vocab[t] for t in rows[i]] for i in batch], beam_size=beam,
-                    length_penalty=args.length_penalty, max_batch_size=len(batch),
-                    max_decoding_length=max(limit[i] for i in batch), asynchronous=True)))
-            out = [None] * len(rows)
-            for batch, results in jobs:
-                for i, r in zip(batch, results):
-                    out[i] = [piece_id[p] for p in r.result().hypotheses[0]]
-            return out
-        return run
+        decoder = CT2Decoder(folder_ct2, vocab, threads=args.threads, compute_type=compute_type,
+                             max_positions=model.cfg.max_positions, parallel_batches=workers > 1)
+        return lambda rows: decoder.translate_ids(rows, beam, args.length_penalty, args.max_length_ratio, size)
 
     rows = {}
     bleu_metric = sacrebleu.BLEU()
