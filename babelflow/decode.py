@@ -239,7 +239,7 @@ def translate_ids(
     its ops). On CPU pair it with one intra-op thread per worker (`torch.set_num_threads(1)`): a
     decoding step is many small matrix products and a beam bookkeeping loop, which keep one core
     busy far better than they split across two (bench/decode_speed.py: 2 workers x 1 thread is
-    1.4x one batch on 2 threads). The batches are the same whatever `workers` is, so is the output.
+    1.1-1.5x one batch on 2 threads). The batches are the same whatever `workers` is, so is the output.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
