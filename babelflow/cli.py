@@ -118,7 +118,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if beam < 1:
         raise BabelflowError("--beam must be at least 1")
     if args.threads < 0:
-        raise BabelflowError("--threads must be 0 (all cores) or more")
+        raise BabelflowError("--threads must be 0 (torch's default) or more")
 
     import torch
 

@@ -1,10 +1,11 @@
 """Decoding with a CTranslate2 export of a babelflow Transformer (made by babelflow.export).
 
 Same contract as `babelflow.decode.translate_ids`: token ids in, best hypothesis ids out (no BOS/EOS),
-input order kept, length-sorted batches, the same per-sentence length limit (CTranslate2 takes one
-limit per call, so each batch gets its longest sentence's; its limit does not count the EOS, ours does). The scores differ in one respect:
-CTranslate2 normalises beam scores by length^alpha where babelflow uses the GNMT penalty, so beam
-outputs can differ on some lines (bench/decode_speed.py counts them; greedy outputs are the same).
+input order kept, length-sorted batches, the same length limit per sentence. CTranslate2 takes one
+limit per call (each batch gets its longest sentence's) and does not count the EOS in it, as
+babelflow does. Greedy outputs are then the same, except for a sentence that runs to its limit in a
+batch with a longer one. Beam outputs can differ on more lines: CTranslate2 normalises scores by
+length^alpha where babelflow uses the GNMT penalty (bench/decode_speed.py counts the lines).
 """
 from __future__ import annotations
 
@@ -53,11 +54,12 @@ class CT2Decoder:
         self.vocab = list(vocabulary)
         self.piece_id = {p: i for i, p in enumerate(self.vocab)}
         self.max_positions = max_positions
-        cores = threads or os.cpu_count() or 1
-        parallel = parallel_batches and device == "cpu"
-        self.translator = ctranslate2.Translator(
-            str(self.folder), device=device, compute_type=compute_type,
-            inter_threads=cores if parallel else 1, intra_threads=1 if parallel else (threads if device == "cpu" else 0))
+        if device == "cpu" and parallel_batches:
+            inter, intra = threads or os.cpu_count() or 1, 1
+        else:
+            inter, intra = 1, threads if device == "cpu" else 0  # 0: CTranslate2's default
+        self.translator = ctranslate2.Translator(str(self.folder), device=device, compute_type=compute_type,
+                                                 inter_threads=inter, intra_threads=intra)
 
     def translate_ids(self, sources: Sequence[Sequence[int]], beam_size: int = 4, length_penalty: float = 1.0,
                       max_length_ratio: float = 2.0, batch_sentences: int = 64) -> list[list[int]]:
