@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from babelflow.decode import length_limit
+from babelflow.decode import length_limit, length_sorted_batches
 from babelflow.errors import BabelflowError, InputError
 
 PROVENANCE = "babelflow_export.json"  # written by `babelflow export` next to the CTranslate2 files
@@ -69,10 +69,8 @@ class CT2Decoder:
                 # CTranslate2 would truncate it silently: the exported position table stops there.
                 raise BabelflowError(f"a source of {longest} tokens is longer than the model's "
                                      f"{self.max_positions} positions")
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
         jobs = []
-        for start in range(0, len(order), batch_sentences):
-            idx = order[start : start + batch_sentences]
+        for idx in length_sorted_batches(sources, batch_sentences):
             limit = max(length_limit(len(sources[i]), max_length_ratio, self.max_positions) for i in idx) - 1
             # Asynchronous: the batches run side by side on the inter_threads workers.
             jobs.append((idx, self.translator.translate_batch(

@@ -224,6 +224,12 @@ def pad_batch(rows: Sequence[Sequence[int]], device: torch.device | str = "cpu")
     return out.to(device)
 
 
+def length_sorted_batches(sources: Sequence[Sequence[int]], batch_sentences: int) -> list[list[int]]:
+    """Indices into `sources`, longest first, cut into batches of `batch_sentences` (less padding)."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
+    return [order[start : start + batch_sentences] for start in range(0, len(order), batch_sentences)]
+
+
 def translate_ids(
     model: Seq2Seq,
     sources: Sequence[Sequence[int]],
@@ -246,8 +252,7 @@ def translate_ids(
     if not sources:
         return []
     device = next(model.parameters()).device
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
-    batches = [order[start : start + batch_sentences] for start in range(0, len(order), batch_sentences)]
+    batches = length_sorted_batches(sources, batch_sentences)
 
     def decode(idx: list[int]) -> list[list[int]]:
         # inference_mode is thread-local: each worker thread has to enter its own.
