@@ -85,21 +85,21 @@ def translate_stream(decode_ids: Callable[[list[list[int]]], list[list[int]]], t
 
 def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, threads: int):
     """A CT2Decoder over `folder`, refused unless `babelflow export` made it from this release's weights."""
-    from babelflow.ct2_decode import PROVENANCE, CT2Decoder
-    from babelflow.io import sha256_file
+    from babelflow.ct2_decode import PROVENANCE, CT2Decoder, weights_sha256
+    from babelflow.io import read_json
 
     if not folder.is_dir():
         raise InputError(folder, "CTranslate2 model folder not found")
     try:
-        made_from = json.loads((folder / PROVENANCE).read_text(encoding="utf-8"))["model_sha256"]
+        made_from = read_json(folder / PROVENANCE)["model_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(folder / PROVENANCE, "missing or unreadable: export the model with "
                                               f"`babelflow export --format ctranslate2 --release {release}`") from None
-    if made_from != sha256_file(release / "model.safetensors"):
+    meta = read_json(release / "model.json")  # verify_release has checked it against SHA256SUMS
+    if made_from != weights_sha256(meta, release / "model.safetensors"):
         raise InputError(folder, f"exported from another model than {release / 'model.safetensors'}")
-    max_positions = json.loads((release / "model.json").read_text(encoding="utf-8"))["config"]["max_positions"]
-    vocabulary = [tokenizer.sp.IdToPiece(i) for i in range(tokenizer.vocab_size)]
-    return CT2Decoder(folder, vocabulary, device=device, threads=threads, max_positions=max_positions)
+    return CT2Decoder(folder, tokenizer.pieces, device=device, threads=threads,
+                      max_positions=meta["config"]["max_positions"])
 
 
 def cmd_translate(args: argparse.Namespace) -> int:

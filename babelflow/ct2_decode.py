@@ -16,8 +16,16 @@ from typing import Sequence
 
 from babelflow.decode import length_limit, length_sorted_batches
 from babelflow.errors import BabelflowError, InputError
+from babelflow.io import sha256_file
 
 PROVENANCE = "babelflow_export.json"  # written by `babelflow export` next to the CTranslate2 files
+
+
+def weights_sha256(model_meta: dict, weights: Path) -> str:
+    """What names the weights an export is made from: model.json's record (save_model writes it, load_model
+    and the release's SHA256SUMS check it), so they are not hashed again; the file's own hash only where
+    a hand-made model.json lacks it."""
+    return model_meta.get("weights_sha256") or sha256_file(weights)
 
 
 def read_vocabulary(folder: Path) -> list[str]:

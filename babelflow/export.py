@@ -12,8 +12,8 @@ from typing import Sequence
 import torch
 
 from babelflow.errors import BabelflowError
-from babelflow.ct2_decode import PROVENANCE
-from babelflow.io import atomic_dir, sha256_file, write_json
+from babelflow.ct2_decode import PROVENANCE, weights_sha256
+from babelflow.io import atomic_dir, read_json, write_json
 from babelflow.models.transformer import Transformer
 from babelflow.specials import BOS_ID, EOS_ID, UNK_ID
 
@@ -118,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     """`babelflow export --format ctranslate2 --release data/release --output OUT [--quantization int8]`."""
     import argparse
 
-    import sentencepiece as spm
-
     from babelflow.models import load_model
+    from babelflow.tokenizer import Tokenizer
 
     parser = argparse.ArgumentParser(prog="babelflow export")
     parser.add_argument("--format", choices=["ctranslate2"], required=True)
@@ -130,11 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     release = Path(args.release)
     model = load_model(release)
-    sp = spm.SentencePieceProcessor(model_file=str(release / "spm.model"))
-    vocabulary = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    out = export_ctranslate2(model, vocabulary, args.output, args.quantization)
+    out = export_ctranslate2(model, Tokenizer(release / "spm.model").pieces, args.output, args.quantization)
     # Lets `babelflow translate --ctranslate2` refuse an export of some other model's weights.
-    write_json(out / PROVENANCE, {"model_sha256": sha256_file(release / "model.safetensors"),
-                                  "quantization": args.quantization})
+    made_from = weights_sha256(read_json(release / "model.json"), release / "model.safetensors")
+    write_json(out / PROVENANCE, {"model_sha256": made_from, "quantization": args.quantization})
     print(f"exported to {out}")
     return 0

@@ -175,13 +175,12 @@ class Tokenizer:
         except (OSError, RuntimeError) as exc:
             raise InputError(self.path, f"not a SentencePiece model: {exc}") from None
         self.vocab_size = self.sp.GetPieceSize()
-        ph_ids = [i for i in range(self.vocab_size) if placeholders.SYMBOL_RE.fullmatch(self.sp.IdToPiece(i))]
+        self.pieces = [self.sp.IdToPiece(i) for i in range(self.vocab_size)]  # piece string of each id
+        ph_ids = [i for i, piece in enumerate(self.pieces) if placeholders.SYMBOL_RE.fullmatch(piece)]
         # Only as many placeholders are masked as the model has symbols for; the rest stay literal.
         self.max_placeholders = len(ph_ids) if max_placeholders is None else max_placeholders
         tag_re = re.compile(r"<2[A-Za-z_]+>")
-        self._special = {PAD_ID, BOS_ID, EOS_ID} | {
-            i for i in range(self.vocab_size) if tag_re.fullmatch(self.sp.IdToPiece(i))
-        }
+        self._special = {PAD_ID, BOS_ID, EOS_ID} | {i for i, piece in enumerate(self.pieces) if tag_re.fullmatch(piece)}
 
     def tag_id(self, lang: str) -> int:
         tag = lang_tag(lang)

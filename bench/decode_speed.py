@@ -118,7 +118,7 @@ def main() -> None:
     encoded = [tok.encode_source(s, args.lang) for s in src_text]
     ids = [e[0] for e in encoded]
     n = len(ids)
-    vocab = [tok.sp.IdToPiece(i) for i in range(tok.vocab_size)]
+    vocab = tok.pieces
     def pytorch(beam: int, workers: int, per_worker: int, size: int):
         def run(rows):
             torch.set_num_threads(per_worker)
