@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,25 +42,30 @@ BLEU_TOLERANCE = 0.3
 GOAL_RATIO = 5.0
 
 
-def system_names(beam: int, threads: int) -> list[str]:
-    """Every system at one batch size, e.g. 'ct2-int8-beam4-2x1'."""
-    par, one = f"{threads}x1", f"1x{threads}"
-    names = [f"pytorch-beam{beam}-{one}", f"pytorch-beam{beam}-{par}", f"pytorch-greedy-{par}"]
+class System(NamedTuple):
+    engine: str  # "pytorch" or "ct2"
+    compute: str  # CTranslate2's "float32" or "int8"; PyTorch runs float32
+    beam: int  # 1 = greedy
+    workers: int  # batches decoded at once
+    per_worker: int  # intra-op threads of each
+
+    @property
+    def name(self) -> str:
+        """e.g. 'ct2-int8-beam4-2x1', 'pytorch-greedy-2x1'."""
+        parts = [self.engine] + ([self.compute] if self.engine == "ct2" else [])
+        parts += ["greedy" if self.beam == 1 else f"beam{self.beam}", f"{self.workers}x{self.per_worker}"]
+        return "-".join(parts)
+
+
+def all_systems(beam: int, threads: int) -> list[System]:
+    """Every system at one batch size: both layouts at `beam`, greedy in the parallel layout."""
+    one, par = (1, threads), (threads, 1)
+    systems = [System("pytorch", "float32", beam, *one), System("pytorch", "float32", beam, *par),
+               System("pytorch", "float32", 1, *par)]
     for layout in (one, par):
-        names += [f"ct2-float32-beam{beam}-{layout}", f"ct2-int8-beam{beam}-{layout}"]
-    names += [f"ct2-float32-greedy-{par}", f"ct2-int8-greedy-{par}"]
-    return names
-
-
-def parse_name(name: str) -> tuple[str, str, int, int, int, int]:
-    """'ct2-int8-beam4-2x1-b32' -> ('ct2', 'int8', beam 4, 2 workers, 1 thread each, 32 sentences)."""
-    *parts, size = name.split("-")
-    engine, rest = parts[0], parts[1:]
-    compute = rest.pop(0) if engine == "ct2" else "float32"
-    search, layout = rest
-    beam = 1 if search == "greedy" else int(search.removeprefix("beam"))
-    workers, per_worker = (int(x) for x in layout.split("x"))
-    return engine, compute, beam, workers, per_worker, int(size.removeprefix("b"))
+        systems += [System("ct2", compute, beam, *layout) for compute in ("float32", "int8")]
+    systems += [System("ct2", compute, 1, *par) for compute in ("float32", "int8")]
+    return systems
 
 
 def main() -> None:
@@ -83,13 +89,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads < 1 or args.beam < 2 or min(args.batch) < 1:
         ap.error("--threads and --batch must be >= 1 and --beam >= 2 (greedy rows are always there)")
-    names = system_names(args.beam, args.threads)
+    systems = all_systems(args.beam, args.threads)
     if args.systems:
-        unknown = [s for s in args.systems if s not in names]
+        known = [system.name for system in systems]
+        unknown = [s for s in args.systems if s not in known]
         if unknown:
-            ap.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(names)}")
-        names = [n for n in names if n in args.systems]
-    names = [f"{n}-b{size}" for size in args.batch for n in names]
+            ap.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        systems = [system for system in systems if system.name in args.systems]
+    runs = [(system, size) for size in args.batch for system in systems]
     folder = Path(args.release or args.model)
     corpus = Path(args.corpus)
     for path in (folder / "model.json", corpus / f"{args.split}.en", corpus / f"{args.split}.{args.lang}"):
@@ -119,37 +126,39 @@ def main() -> None:
     ids = [e[0] for e in encoded]
     n = len(ids)
     vocab = tok.pieces
-    def pytorch(beam: int, workers: int, per_worker: int, size: int):
+    def pytorch(system: System, size: int):
         def run(rows):
-            torch.set_num_threads(per_worker)
-            return translate_ids(model, rows, beam, args.length_penalty, args.max_length_ratio, size, workers)
+            torch.set_num_threads(system.per_worker)
+            return translate_ids(model, rows, system.beam, args.length_penalty, args.max_length_ratio, size,
+                                 system.workers)
         return run
 
-    def ct2(folder_ct2: Path, compute_type: str, beam: int, workers: int, per_worker: int, size: int):
-        decoder = CT2Decoder(folder_ct2, vocab, threads=args.threads, compute_type=compute_type,
-                             max_positions=model.cfg.max_positions, parallel_batches=workers > 1)
-        return lambda rows: decoder.translate_ids(rows, beam, args.length_penalty, args.max_length_ratio, size)
+    def ct2(folder_ct2: Path, system: System, size: int):
+        decoder = CT2Decoder(folder_ct2, vocab, threads=args.threads, compute_type=system.compute,
+                             max_positions=model.cfg.max_positions, parallel_batches=system.workers > 1)
+        return lambda rows: decoder.translate_ids(rows, system.beam, args.length_penalty, args.max_length_ratio,
+                                                  size)
 
     rows = {}
     bleu_metric = sacrebleu.BLEU()
     with tempfile.TemporaryDirectory(prefix="babelflow_ct2_") as work:
         exported = {}
-        for name in names:
-            engine, compute, beam, workers, per_worker, size = parse_name(name)
-            if engine == "pytorch":
-                fn = pytorch(beam, workers, per_worker, size)
+        for system, size in runs:
+            name, compute = f"{system.name}-b{size}", system.compute
+            if system.engine == "pytorch":
+                fn = pytorch(system, size)
             else:
                 if compute not in exported:
                     exported[compute] = export_ctranslate2(
                         model, vocab, Path(work) / compute, quantization=None if compute == "float32" else compute)
-                fn = ct2(exported[compute], compute, beam, workers, per_worker, size)
+                fn = ct2(exported[compute], system, size)
             # One untimed batch first: first-call allocations and lazy inits are not decoding speed.
             fn(ids[:size])
             secs, out = best_of(lambda: fn(ids), args.repeats)
             hyps = [tok.decode(h, e[1]) for h, e in zip(out, encoded)]
             bleu = bleu_metric.corpus_score(hyps, [refs])
             rows[name] = {"seconds": round(secs, 2), "sent_per_s": round(n / secs, 2), "bleu": round(bleu.score, 2),
-                          "beam": beam, "batch": size, "engine": engine, "hyps": hyps}
+                          "beam": system.beam, "batch": size, "engine": system.engine, "hyps": hyps}
             print(f"{name}: {secs:.1f} s, {n / secs:.1f} sent/s, BLEU {bleu.score:.2f}", flush=True)
 
     def fastest(engine: str, beam: int) -> str | None:
@@ -186,7 +195,7 @@ def main() -> None:
             met = rows[best]["ratio"] >= GOAL_RATIO
             verdict = (f"Goal (CTranslate2 >= {GOAL_RATIO:g}x {base_name}, BLEU within {BLEU_TOLERANCE}): "
                        f"{'met' if met else 'not met'}: best is {best} at {rows[best]['ratio']:.2f}x, "
-                       f"BLEU {rows[best]['bleu'] - base['bleu']:+.2f}.")
+                       f"BLEU {rows[best]['bleu'] - base['bleu']:+.2f} (on {n} sentences).")
         else:
             verdict = f"Goal: not met: no CTranslate2 beam {args.beam} row within {BLEU_TOLERANCE} BLEU."
         print()
