@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gettext
-import glob
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,11 +11,7 @@ from babelflow.clean.normalize import (CJK_ACCEL_RE, collapse_whitespace, normal
                                        strip_markup, unescape_html, unicode_form)
 from babelflow.clean.pipeline import settings_for
 from babelflow.config import CleanConfig
-
-
-GERMAN_CATALOGS = sorted(glob.glob("/usr/share/locale/de/LC_MESSAGES/*.mo"))
-needs_german_catalogs = pytest.mark.skipif(
-    not GERMAN_CATALOGS, reason="no German gettext catalogs under /usr/share/locale on this machine")
+from tests.system_catalogs import GERMAN_CATALOGS, needs_german_catalogs
 
 
 def _catalog_pairs(limit: int = 3000) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from babelflow.corpus.records import InputRecord
 from babelflow.errors import InputError
 
 from tests.corpus.mo_writer import make_mo
+from tests.system_catalogs import GERMAN_CATALOGS, needs_german_catalogs
 
 
 def _catalog(tmp_path: Path, lang: str, data: bytes, name: str = "app.mo") -> Path:
@@ -88,12 +89,9 @@ def test_po_malformed_line_names_line(tmp_path):
     assert ei.value.line == 3 and ei.value.path == str(po)
 
 
-SYSTEM_DE_CATALOGS = sorted(Path("/usr/share/locale/de/LC_MESSAGES").glob("*.mo"))
-
-
-@pytest.mark.skipif(not SYSTEM_DE_CATALOGS, reason="no German system catalogs in /usr/share/locale on this machine")
+@needs_german_catalogs
 def test_real_system_catalog_de():
-    mos = SYSTEM_DE_CATALOGS
+    mos = GERMAN_CATALOGS
     pairs, rec = read_catalog(mos[0], "de", "system", "fail", None)
     assert rec.read == len(pairs) + sum(rec.dropped.values())
     assert all("\n" not in p.src + p.tgt and "\t" not in p.src + p.tgt for p in pairs)
