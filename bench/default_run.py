@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from babelflow.io import write_text  # noqa: E402
+from bench.machine import cpu_description  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
 
 SECTION = "## Default pipeline run (issue 2): `make run`"
@@ -132,16 +133,6 @@ def signatures(clone: Path) -> str:
     return "    (none found)"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def run_outputs(clone: Path, rc: int) -> dict:
     """What the first `make run` left, read before the re-run check changes it."""
     if rc != 0:
@@ -157,7 +148,7 @@ def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: l
     stage_rows = "\n".join(f"| {name} | {sec / 60:.1f} |" for name, sec in durations)
     release = outputs["release"]
     return f"""- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
-- Machine: {os.cpu_count()}-core {cpu_name()} {platform.machine()}, Python {platform.python_version()},
+- Machine: {cpu_description()}, Python {platform.python_version()},
   no GPU; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)
 - Command: `python bench/default_run.py --write` (fresh `git clone`, then the README's `make run`,
   venv set-up from the local package index included)

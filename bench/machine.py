@@ -1,0 +1,36 @@
+"""One line describing the CPU a benchmark ran on, read from the machine instead of written by hand
+(the RESULTS sections outlive the host they were measured on)."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return name or platform.processor() or "unknown CPU", flags
+
+
+def cpu_name() -> str:
+    return _cpuinfo()[0]
+
+
+def cpu_description() -> str:
+    """E.g. '2-core AMD EPYC 7B13 x86_64 (AVX2, no AVX-512)': cores, model, and the vector units that
+    decide which GEMM kernels torch and CTranslate2 pick."""
+    name, flags = _cpuinfo()
+    vector = ""
+    if flags:
+        vector = " (" + ", ".join([u for u, f in (("AVX2", "avx2"),) if f in flags]
+                                  + ["AVX-512" if "avx512f" in flags else "no AVX-512"]) + ")"
+    return f"{os.cpu_count()}-core {name} {platform.machine()}{vector}"
