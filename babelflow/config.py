@@ -265,6 +265,9 @@ class AdaptConfig(Section):
         default_factory=lambda: ["scratch", "transfer", "meta"]
     )
     eval_sentences: int = Field(default=0, ge=0)  # 0 = the whole held-out test split
+    # > 0: keep the weights with the lowest dev loss of the held-out pair, checked every N steps
+    # (and at step 0 and the last step); 0: the weights after `steps` updates.
+    select_every: int = Field(default=0, ge=0)
 
     @field_validator("k")
     @classmethod

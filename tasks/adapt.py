@@ -47,6 +47,8 @@ def run(params: Params, paths: Paths) -> dict:
                 if init in row:
                     metrics[f"{lang}.k{k}.{init}.bleu"] = row[init]["bleu_mean"]
                     metrics[f"{lang}.k{k}.{init}.chrf"] = row[init]["chrf_mean"]
+                    if "bleu_last_mean" in row[init]:  # dev selection on: what the last step scored
+                        metrics[f"{lang}.k{k}.{init}.bleu_last"] = row[init]["bleu_last_mean"]
             if "meta_minus_transfer_bleu" in row:
                 metrics[f"{lang}.k{k}.meta_minus_transfer_bleu"] = row["meta_minus_transfer_bleu"]
     write_metrics(paths, "adapt", metrics)

@@ -3,7 +3,10 @@
 For every held-out language, K and seed, the same K training pairs (a seeded draw; smaller K are
 prefixes of larger ones for one seed) fine-tune three inits with the same budget: random (scratch),
 the multilingual train model (transfer) and the meta-learned init (meta). Each is scored on the
-held-out pair's test split. Nothing is selected on test: the step budget is fixed in params.
+held-out pair's test split. Nothing is selected on test: either the step budget is fixed in params,
+or (`adapt.select_every` > 0) the weights kept are those with the lowest loss on the held-out pair's
+dev split, checked every that many steps; the last step's test score is then reported beside it, so
+a run shows what the selection bought.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import logging
 import random
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +37,17 @@ def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
     return [examples[i] for i in order[:k]]
 
 
+@dataclass
+class Finetuned:
+    """What `finetune` did: the model is left at its last step; `best_state` holds the dev-selected
+    weights (None when nothing was selected, i.e. no dev set or `select_every` = 0)."""
+
+    last_loss: float
+    best_step: int | None = None
+    best_dev_loss: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+
+
 def finetune(
     model: nn.Module,
     examples: Sequence[Any],
@@ -44,17 +59,36 @@ def finetune(
     clip_norm: float = 1.0,
     device: torch.device | str = "cpu",
     bf16: bool = False,
-) -> float:
-    """`steps` AdamW updates on token batches of `examples` (cycling epochs); returns the last loss."""
+    dev_examples: Sequence[Any] | None = None,
+    select_every: int = 0,
+) -> Finetuned:
+    """`steps` AdamW updates on token batches of `examples` (cycling epochs).
+
+    With `dev_examples` and `select_every` > 0 the dev loss is measured before the first update and
+    every `select_every` steps (and after the last); the weights with the lowest dev loss are copied
+    into the result. The first of equal losses wins, so a flat dev curve keeps the earlier weights.
+    """
     from babelflow.data import TokenBatcher
     from babelflow.loss import token_cross_entropy
+    from babelflow.train import dev_loss
 
     torch.manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     batches = iter(TokenBatcher(list(examples), max_tokens, shuffle=True, seed=seed, infinite=True))
-    loss_value = float("nan")
-    for _ in range(steps):
+    selecting = bool(dev_examples) and select_every > 0
+    dev_batcher = TokenBatcher(list(dev_examples), max_tokens, shuffle=False, seed=0) if selecting else None
+    result = Finetuned(last_loss=float("nan"))
+
+    def check(step: int) -> None:
+        loss = dev_loss(model, dev_batcher, device, lambda: autocast_for(device, bf16))
+        if result.best_dev_loss is None or loss < result.best_dev_loss:
+            result.best_step, result.best_dev_loss = step, round(loss, 5)
+            result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    if selecting:
+        check(0)
+    for step in range(1, steps + 1):
         batch = next(batches).to(device)
         with autocast_for(device, bf16):
             logits = model(batch.src, batch.tgt_in)
@@ -64,14 +98,29 @@ def finetune(
         if clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         opt.step()
-        loss_value = float(loss.detach())
+        result.last_loss = float(loss.detach())
+        if selecting and (step % select_every == 0 or step == steps):
+            check(step)
     model.eval()
-    return loss_value
+    return result
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def score_on_test(model: nn.Module, tokenizer: Any, srcs: list[str], refs: list[str], lang: str, ev: Any,
+                  device: torch.device) -> dict:
+    """sacrebleu scores of `model`'s translations of `srcs` into `lang` with the evaluate settings `ev`."""
+    from babelflow.decode import decoding_workers, translate
+    from babelflow.metrics import score
+
+    with decoding_workers(device) as workers:
+        hyps = translate(model, tokenizer, srcs, lang, beam_size=ev.beam_size,
+                         length_penalty=ev.length_penalty, max_length_ratio=ev.max_length_ratio,
+                         batch_sentences=ev.batch_sentences, workers=workers)
+    return score(hyps, refs, lang)
 
 
 def adapt_experiment(
@@ -84,8 +133,6 @@ def adapt_experiment(
 ) -> dict:
     """Run the experiment; returns the content of results.json (see module docstring)."""
     from babelflow.data import load_examples, read_parallel
-    from babelflow.decode import decoding_workers, translate
-    from babelflow.metrics import score
     from babelflow.models import build_model, load_model
 
     log = as_logger(log or _log)
@@ -101,6 +148,7 @@ def adapt_experiment(
     results: dict = {"languages": {}, "signatures": {}, "budget": {
         "steps": cfg.steps, "lr": cfg.lr, "max_tokens": cfg.max_tokens, "optimizer": "AdamW",
         "seeds": list(cfg.seeds), "device": str(device), "beam_size": ev.beam_size,
+        "select_every": cfg.select_every,
     }, "summary": []}
     t0 = time.monotonic()
     for lang in params.languages.heldout:
@@ -114,11 +162,18 @@ def adapt_experiment(
         if not test:
             raise InputError(Path(clean_dir) / pair / "test.src", "held-out pair has an empty test split")
         srcs, refs = [s for s, _ in test], [t for _, t in test]
+        dev = []
+        if cfg.select_every:
+            dev = load_examples(clean_dir, pair, "dev", tokenizer, params.train.max_len)
+            if not dev:
+                raise InputError(Path(clean_dir) / pair / "dev.src",
+                                 "adapt.select_every needs a non-empty dev split of the held-out pair")
+
         per_k: dict = {}
         for k in cfg.k:
             row: dict = {"k_used": min(k, len(pool))}
             for init in cfg.inits:
-                bleus, chrfs, losses = [], [], []
+                bleus, chrfs, losses, last_bleus, best_steps = [], [], [], [], []
                 for seed in cfg.seeds:
                     seed_all(seed)
                     if init == "scratch":
@@ -126,27 +181,36 @@ def adapt_experiment(
                     else:
                         model = load_model(sources[init], device)
                     train_set = pick_k(pool, k, seed)
-                    losses.append(finetune(
+                    tuned = finetune(
                         model, train_set, cfg.steps, cfg.lr, cfg.max_tokens, seed,
                         params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
-                    ))
-                    with decoding_workers(device) as workers:
-                        hyps = translate(model, tokenizer, srcs, lang, beam_size=ev.beam_size,
-                                         length_penalty=ev.length_penalty,
-                                         max_length_ratio=ev.max_length_ratio,
-                                         batch_sentences=ev.batch_sentences, workers=workers)
-                    s = score(hyps, refs, lang)
+                        dev_examples=dev, select_every=cfg.select_every,
+                    )
+                    losses.append(tuned.last_loss)
+                    s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
+                    if tuned.best_state is not None:
+                        best_steps.append(tuned.best_step)
+                        last_bleus.append(round(last["bleu"], 4))
+                        if tuned.best_step != cfg.steps:
+                            model.load_state_dict(tuned.best_state)
+                            s = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
                     results["signatures"].setdefault(lang, s["signatures"])
                     bleus.append(round(s["bleu"], 4))
                     chrfs.append(round(s["chrf"], 4))
-                    log.info("adapt %s K=%d %s seed=%d: BLEU %.2f chrF++ %.2f", pair, k, init, seed,
-                             s["bleu"], s["chrf"])
-                    del model
+                    log.info("adapt %s K=%d %s seed=%d: BLEU %.2f chrF++ %.2f%s", pair, k, init, seed,
+                             s["bleu"], s["chrf"],
+                             "" if tuned.best_state is None else
+                             f" (dev-selected step {tuned.best_step}; last step {last['bleu']:.2f} BLEU)")
+                    del model, tuned
                 bm, bs = _stats(bleus)
                 cm, cs = _stats(chrfs)
                 row[init] = {"bleu_mean": round(bm, 4), "bleu_std": round(bs, 4), "chrf_mean": round(cm, 4),
                              "chrf_std": round(cs, 4), "bleu": bleus, "chrf": chrfs, "seeds": list(cfg.seeds),
                              "final_train_loss": [round(x, 5) for x in losses]}
+                if best_steps:
+                    lm, ls = _stats(last_bleus)
+                    row[init].update({"selected_step": best_steps, "bleu_last": last_bleus,
+                                      "bleu_last_mean": round(lm, 4), "bleu_last_std": round(ls, 4)})
             if "meta" in row and "transfer" in row:
                 delta = round(row["meta"]["bleu_mean"] - row["transfer"]["bleu_mean"], 4)
                 row["meta_minus_transfer_bleu"] = delta
@@ -161,7 +225,7 @@ def adapt_experiment(
                        f"transfer {row['transfer']['bleu_std']:.2f})" if len(cfg.seeds) > 1 else "")
                 )
             per_k[str(k)] = row
-        results["languages"][lang] = {"pair": pair, "test_sentences": len(test),
+        results["languages"][lang] = {"pair": pair, "test_sentences": len(test), "dev_sentences": len(dev),
                                       "train_pool": len(pool), "k": per_k}
     results["wall_s"] = round(time.monotonic() - t0, 2)
     return results

@@ -52,3 +52,11 @@ def test_verdict_needs_the_margin_at_every_goal_k():
     assert met is False and "K=2000: meta - transfer = +0.90" in notes[1]
     met, notes = bench.verdict({"500": _row(10.0, 12.0)})
     assert met is None and "K=2000 was not run" in notes[0]
+
+
+def test_verdict_on_the_last_step_reads_the_last_step_scores():
+    rows = {k: {"transfer": {"bleu_mean": 10.0, "bleu_last_mean": 10.0},
+                "meta": {"bleu_mean": 11.5, "bleu_last_mean": 10.2}} for k in ("500", "2000")}
+    assert bench.verdict(rows)[0] is True
+    met, notes = bench.verdict(rows, "bleu_last_mean")
+    assert met is False and notes[0] == "K=500: meta - transfer = +0.20 BLEU (< +1)"

@@ -50,6 +50,7 @@ def project(tmp_path_factory, multi30k_dir: Path):
         tgt = head(f"train.{lang}", 200)
         texts[lang] = tgt
         for split, src_lines, tgt_lines in (("train", texts["en"], tgt),
+                                            ("dev", head("val.en", 6), head(f"val.{lang}", 6)),
                                             ("test", head("test_2016_flickr.en", 4),
                                              head(f"test_2016_flickr.{lang}", 4))):
             (folder / f"{split}.src").write_text("\n".join(src_lines) + "\n", encoding="utf-8")
@@ -126,3 +127,37 @@ def test_adapt_stage_runs_all_three_inits(project):
     first = {p.name: p.read_bytes() for p in paths.adapt.iterdir()}
     adapt.run(params, paths)
     assert {p.name: p.read_bytes() for p in paths.adapt.iterdir()} == first
+
+
+def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(project, tmp_path):
+    from babelflow.errors import InputError
+    from babelflow.meta.adapt import adapt_experiment
+    from babelflow.tokenizer import Tokenizer
+    from tasks import adapt, meta
+
+    params, paths = project
+    if not (paths.meta / "model.json").is_file():
+        meta.run(params, paths)
+    raw = {**PARAMS, "adapt": {**PARAMS["adapt"], "k": [30], "steps": 4, "select_every": 2, "seeds": [1]}}
+    selecting = parse_params(raw)
+    metrics = adapt.run(selecting, paths)
+    results = json.loads((paths.adapt / "results.json").read_text())
+    assert results["budget"]["select_every"] == 2
+    row = results["languages"]["cs"]["k"]["30"]
+    for init in ("scratch", "transfer", "meta"):
+        entry = row[init]
+        assert len(entry["selected_step"]) == 1 and entry["selected_step"][0] in (0, 2, 4)
+        assert len(entry["bleu_last"]) == 1
+        if entry["selected_step"][0] == 4:  # the last weights were kept: the same score twice
+            assert entry["bleu"] == entry["bleu_last"]
+        assert metrics[f"cs.k30.{init}.bleu_last"] == entry["bleu_last_mean"]
+
+    # Selection needs the held-out pair's dev split; without one the error names the file.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "en-cs").mkdir()
+    for name in ("train.src", "train.tgt", "test.src", "test.tgt"):
+        (clean / "en-cs" / name).write_bytes((paths.clean / "en-cs" / name).read_bytes())
+    tokenizer = Tokenizer(paths.tokenizer / "spm.model")
+    with pytest.raises(InputError, match=r"en-cs/dev\.src"):
+        adapt_experiment(selecting, clean, tokenizer, paths.train, paths.meta)

@@ -1,0 +1,70 @@
+"""Dev-based selection in the adapt stage's fine-tuning (`babelflow.meta.adapt.finetune`)."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from babelflow.config import ModelConfig
+from babelflow.data import Example, TokenBatcher
+from babelflow.meta.adapt import finetune
+from babelflow.models import build_model
+from babelflow.train import dev_loss
+
+torch.set_num_threads(1)
+VOCAB = 40
+MODEL = ModelConfig(arch="transformer", transformer={
+    "d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0})
+
+
+def examples(n: int, offset: int) -> list[Example]:
+    # Token ids from 8 up stay clear of the special symbols; each pair maps a sequence to its reverse.
+    out = []
+    for i in range(n):
+        src = tuple(8 + (offset + i * 7 + j * 3) % (VOCAB - 8) for j in range(5))
+        out.append(Example(src, tuple(reversed(src))))
+    return out
+
+
+def fresh_model():
+    torch.manual_seed(0)
+    return build_model(MODEL, VOCAB)
+
+
+def loss_on(model, data) -> float:
+    return dev_loss(model, TokenBatcher(data, 200, shuffle=False, seed=0), "cpu", contextlib.nullcontext)
+
+
+def test_selection_does_not_change_the_training_trajectory():
+    train = examples(12, 0)
+    plain = fresh_model()
+    result = finetune(plain, train, 12, 3e-3, 200, seed=1)
+    assert result.best_state is None and result.best_step is None
+    watched = fresh_model()
+    selected = finetune(watched, train, 12, 3e-3, 200, seed=1, dev_examples=examples(6, 100), select_every=4)
+    assert selected.best_step in (0, 4, 8, 12)
+    for (name, a), b in zip(plain.state_dict().items(), watched.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert selected.last_loss == result.last_loss
+
+
+def test_the_kept_weights_are_those_of_the_lowest_dev_loss():
+    train = examples(12, 0)
+    # Dev = the training pairs: 20 updates lower its loss, so the last check must win over step 0.
+    model = fresh_model()
+    start = loss_on(model, train)
+    result = finetune(model, train, 20, 3e-3, 200, seed=1, dev_examples=train, select_every=20)
+    assert result.best_step == 20
+    assert result.best_dev_loss < start
+    assert result.best_dev_loss == round(loss_on(model, train), 5)
+
+    # lr 0: every check sees the same loss, and the first (the init, step 0) is kept.
+    model = fresh_model()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    result = finetune(model, train, 6, 0.0, 200, seed=1, dev_examples=examples(6, 100), select_every=2)
+    assert result.best_step == 0
+    for name, value in result.best_state.items():
+        assert torch.equal(value, init[name]), name
+    restored = fresh_model()
+    restored.load_state_dict(result.best_state)
+    assert round(loss_on(restored, examples(6, 100)), 5) == result.best_dev_loss
