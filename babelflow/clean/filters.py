@@ -26,7 +26,7 @@ LINE_FILTERS = (
 SCRIPTS: dict[str, tuple[str, ...]] = {
     **{lang: ("LATIN",) for lang in (
         "af an ast az br bs ca cs cy da de en eo es et eu fi fil fo fr fur fy ga gd gl ha hr ht hu id "
-        "ia is it ku la lb lt lv mg ms mt nb nds nl nn no oc pl pt ro rm sk sl so sq sr@latin sv sw "
+        "ia is it ku la lb lt lv mg ms mt nb nds nl nn no oc pl pt ro rm sk sl so sq sv sw "
         "tl tk tr uz vi wa wo xh yo zu").split()},
     **{lang: ("CYRILLIC",) for lang in "be bg kk ky mk mn ru sr tg tt uk".split()},
     "el": ("GREEK",), "ka": ("GEORGIAN",), "hy": ("ARMENIAN",), "he": ("HEBREW",), "yi": ("HEBREW",),
@@ -44,9 +44,33 @@ _ASCII_LETTER_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
 
 
+# gettext locale modifiers that name a script: catalogs such as sr@latin, be@latin, uz@cyrillic and
+# tt@iqtelif (and sr@ijelatin, KDE's sr@ijekavianlatin) are written in another script than the
+# language's usual one. Other modifiers (ca@valencia, sr@ije) are variants in the usual script.
+SCRIPT_MODIFIERS: dict[str, tuple[str, ...]] = {
+    "latin": ("LATIN",), "latn": ("LATIN",), "iqtelif": ("LATIN",), "ijelatin": ("LATIN",),
+    "ijekavianlatin": ("LATIN",),
+    "cyrillic": ("CYRILLIC",), "cyrl": ("CYRILLIC",),
+}
+
+
+def base_language(lang: str) -> str:
+    """The language without region or modifier: "pt_BR" -> "pt", "sr@latin" -> "sr"."""
+    return lang.split("@")[0].split("_")[0]
+
+
 def script_for(lang: str) -> tuple[str, ...] | None:
-    """Expected scripts for `lang` ("pt_BR" -> pt's); None when the language is not in the table."""
-    return SCRIPTS.get(lang) or SCRIPTS.get(lang.split("_")[0].split("@")[0])
+    """Expected scripts for `lang` ("pt_BR" -> pt's, "sr@latin" -> Latin); None when unknown."""
+    modifier = lang.partition("@")[2].lower()
+    if modifier in SCRIPT_MODIFIERS:
+        return SCRIPT_MODIFIERS[modifier]
+    return SCRIPTS.get(base_language(lang))
+
+
+def in_other_script(lang: str) -> bool:
+    """Whether `lang`'s modifier names a script other than its base language's (sr@latin: yes;
+    ca@valencia, uz@latin: no). A language-id model knows the base language in its usual script only."""
+    return script_for(lang) != SCRIPTS.get(base_language(lang))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -387,7 +411,7 @@ def langid_rejects(pairs: list[tuple[str, str]], s: FilterSettings) -> list[bool
     if texts:
         preds, probs = lang_id.classify(texts, langid_tables(s.langid_langs))
         for (i, lang), pred, prob in zip(owners, preds, probs.tolist()):
-            if pred != lang and prob >= s.langid_min_prob:
+            if pred != base_language(lang) and prob >= s.langid_min_prob:
                 out[i] = True
     return out
 

@@ -67,15 +67,11 @@ def filter_order(cfg: CleanConfig) -> list[str]:
     return order
 
 
-def _base(code: str) -> str:
-    return code.split("_")[0].split("@")[0]
-
-
 def langid_candidates(cfg: CleanConfig, run_langs: list[str]) -> tuple[str, ...]:
     """The languages langid chooses among: the run's (and English) that the model knows."""
     if not cfg.langid:
         return ()
-    return tuple(sorted({_base(lang) for lang in [*run_langs, "en"]} & F.langid_supported()))
+    return tuple(sorted({F.base_language(lang) for lang in [*run_langs, "en"]} & F.langid_supported()))
 
 
 def settings_for(cfg: CleanConfig, src: str, tgt: str, run_langs: list[str]) -> tuple[F.FilterSettings, list[str]]:
@@ -91,10 +87,13 @@ def settings_for(cfg: CleanConfig, src: str, tgt: str, run_langs: list[str]) -> 
     if cfg.langid:
         known = F.langid_supported()
         langs = langid_candidates(cfg, run_langs)
-        lsrc, ltgt = _base(src) in known, _base(tgt) in known
-        for lang, ok in ((src, lsrc), (tgt, ltgt)):
-            if not ok:
+        for lang in (src, tgt):
+            if F.base_language(lang) not in known:
                 notes.append(f"langid: {lang!r} unknown to the langid model; not checked on that side")
+            elif F.in_other_script(lang):
+                notes.append(f"langid: {lang!r} is written in another script than the langid model's "
+                             f"{F.base_language(lang)!r}; not checked on that side")
+        lsrc, ltgt = (F.base_language(lang) in known and not F.in_other_script(lang) for lang in (src, tgt))
     s = F.FilterSettings(
         src_lang=src.split("_")[0], tgt_lang=tgt.split("_")[0],
         placeholder_agreement=cfg.placeholder_agreement, min_tokens=cfg.min_tokens,

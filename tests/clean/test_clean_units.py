@@ -143,6 +143,34 @@ def test_script_table_and_unknown_language():
     assert any("langid" in n and "'xx'" in n for n in notes)
 
 
+def test_locale_modifiers_that_name_a_script():
+    # gettext ships sr@latin, be@latin, uz@cyrillic, tt@iqtelif: the modifier, not the language, says
+    # which script the translations are in. ca@valencia and sr@ije are variants in the usual script.
+    assert F.script_for("sr@latin") == F.script_for("sr_RS@latin") == F.script_for("sr@Latn") == ("LATIN",)
+    assert F.script_for("sr") == F.script_for("sr@ije") == ("CYRILLIC",)
+    assert F.script_for("be@latin") == F.script_for("tt@iqtelif") == ("LATIN",)
+    assert F.script_for("uz@cyrillic") == ("CYRILLIC",) and F.script_for("uz") == ("LATIN",)
+    assert F.script_for("ca@valencia") == ("LATIN",)
+    latin_serbian = "Nije moguće pročitati datoteku sa diska"
+    s, notes = settings_for(CleanConfig(), "en", "sr@latin", ["en", "sr@latin"])
+    assert F.check_pair("Could not read the file from the disk", latin_serbian, s) is None
+    assert F.check_pair("Could not read the file from the disk", "Није могуће прочитати датотеку", s) == "script"
+    # py3langid knows Serbian in Cyrillic: on Latin Serbian it is not asked, and the notes say so.
+    assert not s.langid_tgt and any("'sr@latin'" in n and "another script" in n for n in notes)
+
+
+def test_langid_compares_the_base_language_of_a_variant():
+    # A Valencian or Brazilian catalog is Catalan or Portuguese to the langid model.
+    for tgt, text in (("ca@valencia", "No s'ha pogut llegir el fitxer del disc dur, torneu-ho a provar"),
+                      ("pt_BR", "Não foi possível ler o arquivo do disco rígido, tente novamente")):
+        s, _ = settings_for(CleanConfig(), "en", tgt, ["en", tgt, "es", "fr"])
+        assert s.langid_tgt
+        assert F.check_pair("Could not read the file from the hard disk, try again", text, s) is None
+        german = "Die Datei konnte nicht von der Festplatte gelesen werden, bitte erneut versuchen"
+        s_de, _ = settings_for(CleanConfig(), "en", tgt, ["en", tgt, "de"])
+        assert F.check_pair("Could not read the file from the hard disk, try again", german, s_de) == "langid"
+
+
 @needs_german_catalogs
 def test_toktok_fast_path_matches_nltk(multi30k_dir, catalog):
     from nltk.tokenize import ToktokTokenizer
