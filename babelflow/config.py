@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from babelflow.errors import ConfigError
+from babelflow.languages import LANG_RE
 
-LANG_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
 
 
 class Section(BaseModel):

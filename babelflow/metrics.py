@@ -18,6 +18,7 @@ from typing import Sequence
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from babelflow.errors import BabelflowError
+from babelflow.languages import base_language
 
 # Everything str.splitlines() breaks on: a decoder with byte fallback can emit any of them, and one
 # inside a hypothesis would shift every following line of a .hyp file against its reference.
@@ -32,7 +33,7 @@ def single_line(text: str) -> str:
 
 
 def bleu_tokenizer(tgt_lang: str) -> str:
-    base = tgt_lang.split("_")[0]
+    base = base_language(tgt_lang)
     if base == "zh":
         return "zh"
     if base in CHAR_LEVEL_LANGS:
@@ -41,7 +42,7 @@ def bleu_tokenizer(tgt_lang: str) -> str:
 
 
 def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER]:
-    base = tgt_lang.split("_")[0]
+    base = base_language(tgt_lang)
     return (
         BLEU(tokenize=bleu_tokenizer(tgt_lang)),
         CHRF(word_order=2),  # chrF++: character n-grams plus word uni- and bigrams

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from babelflow import placeholders
 from babelflow.clean import lang_id
+from babelflow.languages import base_language
 
 LINE_FILTERS = (
     "empty", "copy", "placeholders", "min_tokens", "max_tokens", "max_token_chars",
@@ -52,11 +53,6 @@ SCRIPT_MODIFIERS: dict[str, tuple[str, ...]] = {
     "ijekavianlatin": ("LATIN",),
     "cyrillic": ("CYRILLIC",), "cyrl": ("CYRILLIC",),
 }
-
-
-def base_language(lang: str) -> str:
-    """The language without region or modifier: "pt_BR" -> "pt", "sr@latin" -> "sr"."""
-    return lang.split("@")[0].split("_")[0]
 
 
 def script_for(lang: str) -> tuple[str, ...] | None:

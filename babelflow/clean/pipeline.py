@@ -22,6 +22,7 @@ from babelflow.clean.lang_id import MODEL as LANGID_MODEL
 from babelflow.clean.worker import NormSettings, process_chunk
 from babelflow.corpus.split import SPLITS
 from babelflow.errors import InputError
+from babelflow.languages import base_language
 
 if TYPE_CHECKING:
     from babelflow.config import CleanConfig
@@ -71,7 +72,7 @@ def langid_candidates(cfg: CleanConfig, run_langs: list[str]) -> tuple[str, ...]
     """The languages langid chooses among: the run's (and English) that the model knows."""
     if not cfg.langid:
         return ()
-    return tuple(sorted({F.base_language(lang) for lang in [*run_langs, "en"]} & F.langid_supported()))
+    return tuple(sorted({base_language(lang) for lang in [*run_langs, "en"]} & F.langid_supported()))
 
 
 def settings_for(cfg: CleanConfig, src: str, tgt: str, run_langs: list[str]) -> tuple[F.FilterSettings, list[str]]:
@@ -88,14 +89,14 @@ def settings_for(cfg: CleanConfig, src: str, tgt: str, run_langs: list[str]) -> 
         known = F.langid_supported()
         langs = langid_candidates(cfg, run_langs)
         for lang in (src, tgt):
-            if F.base_language(lang) not in known:
+            if base_language(lang) not in known:
                 notes.append(f"langid: {lang!r} unknown to the langid model; not checked on that side")
             elif F.in_other_script(lang):
                 notes.append(f"langid: {lang!r} is written in another script than the langid model's "
-                             f"{F.base_language(lang)!r}; not checked on that side")
-        lsrc, ltgt = (F.base_language(lang) in known and not F.in_other_script(lang) for lang in (src, tgt))
+                             f"{base_language(lang)!r}; not checked on that side")
+        lsrc, ltgt = (base_language(lang) in known and not F.in_other_script(lang) for lang in (src, tgt))
     s = F.FilterSettings(
-        src_lang=src.split("_")[0], tgt_lang=tgt.split("_")[0],
+        src_lang=base_language(src), tgt_lang=base_language(tgt),
         placeholder_agreement=cfg.placeholder_agreement, min_tokens=cfg.min_tokens,
         max_tokens=cfg.max_tokens, max_token_chars=cfg.max_token_chars,
         max_length_ratio=cfg.max_length_ratio, ratio_min_tokens=cfg.ratio_min_tokens,

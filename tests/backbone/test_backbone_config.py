@@ -50,6 +50,19 @@ def test_heldout_must_not_be_trained_on(base):
         parse_params(base)
 
 
+@pytest.mark.parametrize("code", ["sr@latin", "ca@valencia", "pt_BR", "zh_Hant"])
+def test_gettext_language_codes_are_targets(base, code):
+    base["languages"]["targets"] = ["de", code]
+    assert parse_params(base).languages.targets == ["de", code]
+
+
+@pytest.mark.parametrize("code", ["German", "de-DE", "sr@", "de/../x", "sr@latin@x"])
+def test_other_language_codes_are_refused(base, code):
+    base["languages"]["targets"] = ["de", code]
+    with pytest.raises(ConfigError, match="not a language code"):
+        parse_params(base)
+
+
 def test_unknown_source_type(base):
     base["collect"]["sources"] = [{"type": "ftp", "name": "x"}]
     with pytest.raises(ConfigError, match=r"collect\.sources\[0\]"):

@@ -110,6 +110,17 @@ def test_explicit_paths_and_language_from_path(tmp_path):
     assert len(pairs) == 1 and len(recs) == 1  # found once, not once per route
 
 
+def test_a_locale_variant_is_its_own_language(tmp_path):
+    # /usr/share/locale keeps sr (Cyrillic) and sr@latin apart; so must the corpus.
+    _catalog(tmp_path, "sr", make_mo({b"Open": "Отвори".encode()}))
+    _catalog(tmp_path, "sr@latin", make_mo({b"Open": b"Otvori"}))
+    cfg = GettextSource(type="gettext", search=[str(tmp_path)])
+    pairs, _ = collect_gettext(cfg, ["sr@latin"], "fail")
+    assert [(p.lang, p.tgt) for p in pairs] == [("sr@latin", "Otvori")]
+    pairs, _ = collect_gettext(cfg, ["sr"], "fail")
+    assert [(p.lang, p.tgt) for p in pairs] == [("sr", "Отвори")]
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300), st.booleans())
 def test_mo_reader_random_bytes_only_input_error(tmp_path, data, with_magic):
