@@ -102,18 +102,14 @@ def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, st
         return None
     per_lang = max(1, n // len(dev_text))
     scores = []
-    was_training = model.training
-    model.eval()
-    try:
-        with decoding_workers(next(model.parameters()).device) as workers:
-            for lang, pairs in sorted(dev_text.items()):
-                pairs = pairs[:per_lang]
-                if not pairs:
-                    continue
-                hyps = translate(model, tokenizer, [s for s, _ in pairs], lang, beam_size=1, workers=workers)
-                scores.append(sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score)
-    finally:
-        model.train(was_training)
+    # translate() switches to eval mode and back itself.
+    with decoding_workers(next(model.parameters()).device) as workers:
+        for lang, pairs in sorted(dev_text.items()):
+            pairs = pairs[:per_lang]
+            if not pairs:
+                continue
+            hyps = translate(model, tokenizer, [s for s, _ in pairs], lang, beam_size=1, workers=workers)
+            scores.append(sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score)
     return sum(scores) / len(scores) if scores else None
 
 
