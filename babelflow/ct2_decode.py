@@ -2,10 +2,11 @@
 
 Same contract as `babelflow.decode.translate_ids`: token ids in, best hypothesis ids out (no BOS/EOS),
 input order kept, length-sorted batches, the same length limit per sentence. CTranslate2 takes one
-limit per call (each batch gets its longest sentence's) and does not count the EOS in it, as
-babelflow does. Greedy outputs are then the same, except for a sentence that runs to its limit in a
-batch with a longer one. Beam outputs can differ on more lines: CTranslate2 normalises scores by
-length^alpha where babelflow uses the GNMT penalty (bench/decode_speed.py counts the lines).
+limit per call and does not count the EOS in it, as babelflow does: each batch is decoded to its
+longest sentence's limit minus one, and every hypothesis is then cut to its own sentence's. A greedy
+hypothesis does not depend on the rest of its batch, so the cut gives PyTorch's greedy output. Beam
+outputs can differ: CTranslate2 normalises scores by length^alpha where babelflow uses the GNMT
+penalty (bench/decode_speed.py counts the lines).
 """
 from __future__ import annotations
 
@@ -77,16 +78,17 @@ class CT2Decoder:
                 # CTranslate2 would truncate it silently: the exported position table stops there.
                 raise BabelflowError(f"a source of {longest} tokens is longer than the model's "
                                      f"{self.max_positions} positions")
+        # Tokens before the EOS that babelflow's limit leaves room for, per sentence.
+        limits = [length_limit(len(src), max_length_ratio, self.max_positions) - 1 for src in sources]
         jobs = []
         for idx in length_sorted_batches(sources, batch_sentences):
-            limit = max(length_limit(len(sources[i]), max_length_ratio, self.max_positions) for i in idx) - 1
             # Asynchronous: the batches run side by side on the inter_threads workers.
             jobs.append((idx, self.translator.translate_batch(
                 [[self.vocab[t] for t in sources[i]] for i in idx], beam_size=beam_size,
-                length_penalty=length_penalty, max_batch_size=len(idx), max_decoding_length=limit,
-                asynchronous=True)))
+                length_penalty=length_penalty, max_batch_size=len(idx),
+                max_decoding_length=max(limits[i] for i in idx), asynchronous=True)))
         out: list[list[int] | None] = [None] * len(sources)
         for idx, results in jobs:
             for i, r in zip(idx, results):
-                out[i] = [self.piece_id[p] for p in r.result().hypotheses[0]]
+                out[i] = [self.piece_id[p] for p in r.result().hypotheses[0][: limits[i]]]
         return out  # type: ignore[return-value]
