@@ -181,13 +181,19 @@ def _adapt_section(results: Any, has_curve: bool) -> list[str]:
     budget = results.get("budget") or {}
     if budget:
         lines += ["Budget per run: " + ", ".join(f"{k}={v}" for k, v in sorted(budget.items())), ""]
+    if budget.get("select_every"):
+        lines += [f"Each run keeps the weights with the lowest loss on the held-out pair's dev split, checked "
+                  f"every {budget['select_every']} steps (the step kept, per init and seed, is in the last "
+                  "column); the last step's test BLEU is `bleu_last` in metrics.json.", ""]
     for lang in sorted(languages):
         entry = languages[lang]
         per_k = entry.get("k") or {}
         inits = [i for i in ("scratch", "transfer", "meta") if any(i in row for row in per_k.values())]
         lines += [f"### {entry.get('pair', lang)} (test sentences: {entry.get('test_sentences')}, "
                   f"training pool: {entry.get('train_pool')})", ""]
-        header = ["K", "K used"] + [f"{i} BLEU" for i in inits] + ["meta − transfer"]
+        selected = any("selected_step" in (row.get(i) or {}) for row in per_k.values() for i in inits)
+        header = (["K", "K used"] + [f"{i} BLEU" for i in inits] + ["meta − transfer"]
+                  + (["steps kept (" + " / ".join(inits) + ")"] if selected else []))
         lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
         for k in sorted(per_k, key=lambda x: (0, int(x), "") if str(x).isdigit() else (1, 0, str(x))):
             row = per_k[k]
@@ -198,6 +204,9 @@ def _adapt_section(results: Any, has_curve: bool) -> list[str]:
                              if "bleu_mean" in r else "")
             delta = row.get("meta_minus_transfer_bleu")
             cells.append(f"{float(delta):+.2f}" if delta is not None else "")
+            if selected:
+                cells.append(" / ".join(",".join(map(str, (row.get(i) or {}).get("selected_step", [])))
+                                        for i in inits))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     for line in results.get("summary") or []:

@@ -135,3 +135,24 @@ def test_card_states_disabled_adaptation():
                              False, None, None, None, None)
     assert "Adaptation was disabled (adapt.enabled is false)" in card
     assert "No data/raw/manifest.json" in card and "training budget unknown" in card
+
+
+def test_card_says_which_adaptation_weights_were_kept():
+    from babelflow.release import render_model_card
+
+    entry = {"bleu_mean": 3.0, "bleu_std": 0.0, "selected_step": [30], "bleu_last": [2.5]}
+    results = {"budget": {"steps": 40, "select_every": 10},
+               "languages": {"ga": {"pair": "en-ga", "test_sentences": 9, "train_pool": 99, "k": {"100": {
+                   "k_used": 100, "scratch": {**entry, "selected_step": [0]}, "transfer": entry,
+                   "meta": {**entry, "selected_step": [40]}, "meta_minus_transfer_bleu": 0.0}}}}}
+    card = render_model_card({"release": {"name": "m", "version": "0.1.0"}}, None, results,
+                             False, None, None, None, None)
+    assert "lowest loss on the held-out pair's dev split, checked every 10 steps" in card
+    assert "| steps kept (scratch / transfer / meta) |" in card
+    assert card.count("| 0 / 30 / 40 |") == 1
+    results["budget"]["select_every"] = 0
+    for init in ("scratch", "transfer", "meta"):
+        del results["languages"]["ga"]["k"]["100"][init]["selected_step"]
+    card = render_model_card({"release": {"name": "m", "version": "0.1.0"}}, None, results,
+                             False, None, None, None, None)
+    assert "steps kept" not in card and "dev split" not in card
