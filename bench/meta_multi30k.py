@@ -192,6 +192,27 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
     return "\n".join(out) + "\n"
 
 
+def with_overrides(preset: dict, overrides: list[str]) -> dict:
+    """A copy of `preset` with each "section.key=value" applied (the value read as YAML)."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(preset)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. meta.meta_steps=200")
+        *parents, leaf = key.split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise SystemExit(f"--set {item!r}: {name} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def _reuse(timings: dict, earlier: dict, phase: str) -> None:
     """Report the wall time of the earlier run that did `phase` (this run only reloaded its output)."""
     was = earlier.get(phase, earlier.get(f"{phase} (earlier run)"))
@@ -206,6 +227,8 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "babelflow_meta_bench"))
     ap.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
     ap.add_argument("--smoke", action="store_true", help="same as --preset smoke")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one preset value, e.g. meta.meta_steps=200 (YAML value; repeatable)")
     ap.add_argument("--results", default=None,
                     help="markdown file whose issue-6 section is replaced (default bench/RESULTS.md; "
                          "for --smoke a copy under --work)")
@@ -223,7 +246,7 @@ def main() -> None:
     from babelflow.train import train_model
     from babelflow.data import read_parallel
 
-    params = parse_params(PRESETS[preset])
+    params = parse_params(with_overrides(PRESETS[preset], args.set))
     corpus, work = Path(args.corpus), Path(args.work) / preset
     clean, tok_dir = work / "clean", work / "tokenizer"
     build_clean(corpus, clean, ["de", "fr", "cs"], 2000 if preset == "smoke" else None)
@@ -275,7 +298,7 @@ def main() -> None:
                                        "dev_bleu": dev_bleu, "timings_s": timings})
 
     args_line = "nice -n 10 .venv/bin/python bench/meta_multi30k.py " + (
-        "--smoke" if preset == "smoke" else f"--preset {preset}")
+        "--smoke" if preset == "smoke" else f"--preset {preset}") + "".join(f" --set {o}" for o in args.set)
     body = render(preset, args_line, params, results, train_metrics, meta_metrics, dev_bleu, dev_n, timings,
                   n_params)
     target = Path(args.results) if args.results else (
