@@ -81,9 +81,10 @@ def finetune(
     result = Finetuned(last_loss=float("nan"))
 
     def check(step: int) -> None:
-        loss = dev_loss(model, dev_batcher, device, lambda: autocast_for(device, bf16))
+        # Rounded before comparing, so the choice is the one the reported losses show.
+        loss = round(dev_loss(model, dev_batcher, device, lambda: autocast_for(device, bf16)), 5)
         if result.best_dev_loss is None or loss < result.best_dev_loss:
-            result.best_step, result.best_dev_loss = step, round(loss, 5)
+            result.best_step, result.best_dev_loss = step, loss
             result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     if selecting:
