@@ -265,9 +265,11 @@ class AdaptConfig(Section):
         default_factory=lambda: ["scratch", "transfer", "meta"]
     )
     eval_sentences: int = Field(default=0, ge=0)  # 0 = the whole held-out test split
-    # > 0: keep the weights with the lowest dev loss of the held-out pair, checked every N steps
+    # > 0: keep the weights that score best on the held-out pair's dev split, checked every N steps
     # (and at step 0 and the last step); 0: the weights after `steps` updates.
     select_every: int = Field(default=0, ge=0)
+    select_metric: Literal["dev_loss", "dev_bleu"] = "dev_loss"  # dev_bleu: greedy, costs a decode
+    select_sentences: int = Field(default=0, ge=0)  # dev sentences scored; 0 = the whole dev split
 
     @field_validator("k")
     @classmethod

@@ -9,9 +9,9 @@ K in {500, 2000, 29000} from scratch / transfer / meta inits; the table goes int
 
 The transfer init is the multilingual model trained on en->de+fr (the pipeline's train stage); the
 meta init starts from it (meta.init=train) and is meta-trained on the same two pairs. Every init then
-gets the same adaptation budget; the weights kept are those with the lowest loss on the cs dev split
-(val), checked every `adapt.select_every` steps, and the last step's weights are scored too, so the
-table shows both protocols from one run. Test_2016_flickr (cs) is only scored: nothing is selected or
+gets the same adaptation budget; the weights kept are those that score best on the cs dev split (val;
+`adapt.select_metric`, loss by default), checked every `adapt.select_every` steps, and the last
+step's weights are scored too, so the tables show both protocols from one run. Test_2016_flickr (cs) is only scored: nothing is selected or
 tuned on it. The train stage selects on the de/fr dev splits.
 """
 from __future__ import annotations
@@ -142,9 +142,11 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
         + ", ".join(f"en->{lang} {v:.2f}" for lang, v in sorted(dev_bleu["meta"].items()))
         + f". It has seen up to ~{meta_tokens:,} padded tokens of de/fr more than transfer.",
         f"- Adaptation (every init, every K): {a.steps} AdamW steps x {a.max_tokens} padded tokens, lr {a.lr}; "
-        + (f"kept: the weights with the lowest en->cs dev (val, {cs.get('dev_sentences', '?')} sentences) "
-           f"loss, checked at step 0, every {a.select_every} steps and at the last step (the last step's "
-           f"scores are in the second table); " if selecting else "no early stopping; ")
+        + (f"kept: the weights with the best en->cs dev (val, "
+           f"{f'first {a.select_sentences}' if a.select_sentences else 'all'} sentences) "
+           f"{'loss' if a.select_metric == 'dev_loss' else 'greedy BLEU'}, checked at step 0, every "
+           f"{a.select_every} steps and at the last step (the last step's scores are in the second "
+           "table); " if selecting else "no early stopping; ")
         + f"seeds {seeds}" + ("" if len(seeds) >= 2 else " (one seed: no spread)")
         + "; scratch = random init of the same model.",
         f"- Test: test_2016_flickr en->cs, {cs['test_sentences']} sentences, beam {params.evaluate.beam_size}. "

@@ -4,9 +4,9 @@ For every held-out language, K and seed, the same K training pairs (a seeded dra
 prefixes of larger ones for one seed) fine-tune three inits with the same budget: random (scratch),
 the multilingual train model (transfer) and the meta-learned init (meta). Each is scored on the
 held-out pair's test split. Nothing is selected on test: either the step budget is fixed in params,
-or (`adapt.select_every` > 0) the weights kept are those with the lowest loss on the held-out pair's
-dev split, checked every that many steps; the last step's test score is then reported beside it, so
-a run shows what the selection bought.
+or (`adapt.select_every` > 0) the weights kept are those that score best on the held-out pair's dev
+split (`adapt.select_metric`: loss or greedy BLEU), checked every that many steps; the last step's
+test score is then reported beside it, so a run shows what the selection bought.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -39,12 +39,12 @@ def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
 
 @dataclass
 class Finetuned:
-    """What `finetune` did: the model is left at its last step; `best_state` holds the dev-selected
-    weights (None when nothing was selected, i.e. no dev set or `select_every` = 0)."""
+    """What `finetune` did: the model is left at its last step; `best_state` holds the weights with the
+    lowest `dev_score` (None when nothing was selected: no `dev_score` or `select_every` = 0)."""
 
     last_loss: float
     best_step: int | None = None
-    best_dev_loss: float | None = None
+    best_score: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
 
 
@@ -59,32 +59,33 @@ def finetune(
     clip_norm: float = 1.0,
     device: torch.device | str = "cpu",
     bf16: bool = False,
-    dev_examples: Sequence[Any] | None = None,
+    dev_score: Callable[[nn.Module], float] | None = None,
     select_every: int = 0,
 ) -> Finetuned:
     """`steps` AdamW updates on token batches of `examples` (cycling epochs).
 
-    With `dev_examples` and `select_every` > 0 the dev loss is measured before the first update and
-    every `select_every` steps (and after the last); the weights with the lowest dev loss are copied
-    into the result. The first of equal losses wins, so a flat dev curve keeps the earlier weights.
+    With `dev_score` (lower is better, e.g. dev loss or minus dev BLEU) and `select_every` > 0 the
+    model is scored before the first update, every `select_every` steps and after the last; the
+    best-scoring weights are copied into the result. The first of equal scores wins, so a flat dev
+    curve keeps the earlier weights. Scoring draws no random numbers: the updates are the same
+    with or without it.
     """
     from babelflow.data import TokenBatcher
     from babelflow.loss import token_cross_entropy
-    from babelflow.train import dev_loss
 
     torch.manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     batches = iter(TokenBatcher(list(examples), max_tokens, shuffle=True, seed=seed, infinite=True))
-    selecting = bool(dev_examples) and select_every > 0
-    dev_batcher = TokenBatcher(list(dev_examples), max_tokens, shuffle=False, seed=0) if selecting else None
+    selecting = dev_score is not None and select_every > 0
     result = Finetuned(last_loss=float("nan"))
 
     def check(step: int) -> None:
-        # Rounded before comparing, so the choice is the one the reported losses show.
-        loss = round(dev_loss(model, dev_batcher, device, lambda: autocast_for(device, bf16)), 5)
-        if result.best_dev_loss is None or loss < result.best_dev_loss:
-            result.best_step, result.best_dev_loss = step, loss
+        # Rounded before comparing, so the choice is the one the reported scores show.
+        score = round(float(dev_score(model)), 5)
+        model.train()  # whatever mode the scorer left: dropout must stay on for the next updates
+        if result.best_score is None or score < result.best_score:
+            result.best_step, result.best_score = step, score
             result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     if selecting:
@@ -104,6 +105,30 @@ def finetune(
             check(step)
     model.eval()
     return result
+
+
+def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, tokenizer: Any,
+               device: torch.device) -> Callable[[nn.Module], float] | None:
+    """What `adapt.select_metric` asks for on the held-out pair's dev split, lower is better:
+    the per-token loss, or minus the greedy BLEU; None when `adapt.select_every` is 0."""
+    from babelflow.data import TokenBatcher, load_examples, read_parallel
+    from babelflow.train import dev_bleu, dev_loss
+
+    cfg = params.adapt
+    if not cfg.select_every:
+        return None
+    src = Path(clean_dir) / pair / "dev.src"
+    limit = cfg.select_sentences or None
+    if cfg.select_metric == "dev_bleu":
+        pairs = read_parallel(src, src.with_suffix(".tgt"))[:limit]
+        if not pairs:
+            raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
+        return lambda model: -(dev_bleu(model, tokenizer, {lang: pairs}, len(pairs)) or 0.0)
+    examples = load_examples(clean_dir, pair, "dev", tokenizer, params.train.max_len, limit)
+    if not examples:
+        raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
+    batcher = TokenBatcher(examples, cfg.max_tokens, shuffle=False, seed=0)
+    return lambda model: dev_loss(model, batcher, device, lambda: autocast_for(device, params.train.bf16))
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -150,6 +175,8 @@ def adapt_experiment(
         "steps": cfg.steps, "lr": cfg.lr, "max_tokens": cfg.max_tokens, "optimizer": "AdamW",
         "seeds": list(cfg.seeds), "device": str(device), "beam_size": ev.beam_size,
         "select_every": cfg.select_every,
+        **({"select_metric": cfg.select_metric, "select_sentences": cfg.select_sentences}
+           if cfg.select_every else {}),
     }, "summary": []}
     t0 = time.monotonic()
     for lang in params.languages.heldout:
@@ -163,12 +190,7 @@ def adapt_experiment(
         if not test:
             raise InputError(Path(clean_dir) / pair / "test.src", "held-out pair has an empty test split")
         srcs, refs = [s for s, _ in test], [t for _, t in test]
-        dev = []
-        if cfg.select_every:
-            dev = load_examples(clean_dir, pair, "dev", tokenizer, params.train.max_len)
-            if not dev:
-                raise InputError(Path(clean_dir) / pair / "dev.src",
-                                 "adapt.select_every needs a non-empty dev split of the held-out pair")
+        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, device)
 
         per_k: dict = {}
         for k in cfg.k:
@@ -185,7 +207,7 @@ def adapt_experiment(
                     tuned = finetune(
                         model, train_set, cfg.steps, cfg.lr, cfg.max_tokens, seed,
                         params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
-                        dev_examples=dev, select_every=cfg.select_every,
+                        dev_score=dev_score, select_every=cfg.select_every,
                     )
                     losses.append(tuned.last_loss)
                     s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
@@ -226,7 +248,7 @@ def adapt_experiment(
                        f"transfer {row['transfer']['bleu_std']:.2f})" if len(cfg.seeds) > 1 else "")
                 )
             per_k[str(k)] = row
-        results["languages"][lang] = {"pair": pair, "test_sentences": len(test), "dev_sentences": len(dev),
+        results["languages"][lang] = {"pair": pair, "test_sentences": len(test),
                                       "train_pool": len(pool), "k": per_k}
     results["wall_s"] = round(time.monotonic() - t0, 2)
     return results

@@ -41,7 +41,8 @@ def test_selection_does_not_change_the_training_trajectory():
     result = finetune(plain, train, 12, 3e-3, 200, seed=1)
     assert result.best_state is None and result.best_step is None
     watched = fresh_model()
-    selected = finetune(watched, train, 12, 3e-3, 200, seed=1, dev_examples=examples(6, 100), select_every=4)
+    dev = examples(6, 100)
+    selected = finetune(watched, train, 12, 3e-3, 200, seed=1, dev_score=lambda m: loss_on(m, dev), select_every=4)
     assert selected.best_step in (0, 4, 8, 12)
     for (name, a), b in zip(plain.state_dict().items(), watched.state_dict().values()):
         assert torch.equal(a, b), name
@@ -53,18 +54,43 @@ def test_the_kept_weights_are_those_of_the_lowest_dev_loss():
     # Dev = the training pairs: 20 updates lower its loss, so the last check must win over step 0.
     model = fresh_model()
     start = loss_on(model, train)
-    result = finetune(model, train, 20, 3e-3, 200, seed=1, dev_examples=train, select_every=20)
+    result = finetune(model, train, 20, 3e-3, 200, seed=1, dev_score=lambda m: loss_on(m, train), select_every=20)
     assert result.best_step == 20
-    assert result.best_dev_loss < start
-    assert result.best_dev_loss == round(loss_on(model, train), 5)
+    assert result.best_score < start
+    assert result.best_score == round(loss_on(model, train), 5)
 
     # lr 0: every check sees the same loss, and the first (the init, step 0) is kept.
     model = fresh_model()
     init = {k: v.clone() for k, v in model.state_dict().items()}
-    result = finetune(model, train, 6, 0.0, 200, seed=1, dev_examples=examples(6, 100), select_every=2)
+    dev = examples(6, 100)
+    result = finetune(model, train, 6, 0.0, 200, seed=1, dev_score=lambda m: loss_on(m, dev), select_every=2)
     assert result.best_step == 0
     for name, value in result.best_state.items():
         assert torch.equal(value, init[name]), name
     restored = fresh_model()
     restored.load_state_dict(result.best_state)
-    assert round(loss_on(restored, examples(6, 100)), 5) == result.best_dev_loss
+    assert round(loss_on(restored, dev), 5) == result.best_score
+
+
+def test_a_scorer_that_leaves_eval_mode_does_not_turn_dropout_off():
+    # Scoring must not change the updates: with dropout on, a run whose scorer switches the model
+    # to eval mode and leaves it there must end with the same weights as a run without scoring.
+    train = examples(12, 0)
+    dropout_model = ModelConfig(arch="transformer", transformer={
+        "d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.3})
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_model(dropout_model, VOCAB)
+
+    plain = fresh()
+    finetune(plain, train, 6, 3e-3, 200, seed=1)
+
+    def rude_scorer(model):
+        model.eval()
+        return 1.0
+
+    scored = fresh()
+    finetune(scored, train, 6, 3e-3, 200, seed=1, dev_score=rude_scorer, select_every=2)
+    for (name, a), b in zip(plain.state_dict().items(), scored.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -129,7 +129,8 @@ def test_adapt_stage_runs_all_three_inits(project):
     assert {p.name: p.read_bytes() for p in paths.adapt.iterdir()} == first
 
 
-def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(project, tmp_path):
+@pytest.mark.parametrize("metric", ["dev_loss", "dev_bleu"])
+def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(project, tmp_path, metric):
     from babelflow.errors import InputError
     from babelflow.meta.adapt import adapt_experiment
     from babelflow.tokenizer import Tokenizer
@@ -138,11 +139,13 @@ def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(
     params, paths = project
     if not (paths.meta / "model.json").is_file():
         meta.run(params, paths)
-    raw = {**PARAMS, "adapt": {**PARAMS["adapt"], "k": [30], "steps": 4, "select_every": 2, "seeds": [1]}}
+    raw = {**PARAMS, "adapt": {**PARAMS["adapt"], "k": [30], "steps": 4, "select_every": 2, "seeds": [1],
+                               "select_metric": metric, "select_sentences": 5}}
     selecting = parse_params(raw)
     metrics = adapt.run(selecting, paths)
     results = json.loads((paths.adapt / "results.json").read_text())
-    assert results["budget"]["select_every"] == 2
+    budget = results["budget"]
+    assert (budget["select_every"], budget["select_metric"], budget["select_sentences"]) == (2, metric, 5)
     row = results["languages"]["cs"]["k"]["30"]
     for init in ("scratch", "transfer", "meta"):
         entry = row[init]
