@@ -10,7 +10,7 @@ K in {500, 2000, 29000} from scratch / transfer / meta inits; the table goes int
 The transfer init is the multilingual model trained on en->de+fr (the pipeline's train stage); the
 meta init starts from it (meta.init=train) and is meta-trained on the same two pairs. Every init then
 gets the same adaptation budget; the weights kept are those that score best on the cs dev split (val;
-`adapt.select_metric`, loss by default), checked every `adapt.select_every` steps, and the last
+`adapt.select_metric`: dev loss or greedy dev BLEU), checked every `adapt.select_every` steps, and the last
 step's weights are scored too, so the tables show both protocols from one run. Test_2016_flickr (cs) is only scored: nothing is selected or
 tuned on it. The train stage selects on the de/fr dev splits.
 """
@@ -161,8 +161,9 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
                    f"{_cell(row['scratch'], 'chrf')} | {_cell(row['transfer'], 'chrf')} | "
                    f"{_cell(row['meta'], 'chrf')} |")
     if selecting:
+        picked_by = "dev loss" if a.select_metric == "dev_loss" else "dev BLEU"
         out += ["", "The same fine-tuning runs scored at their last step (a fixed budget, no selection), and the "
-                "step each seed's dev loss picked:", "",
+                f"step each seed's {picked_by} picked:", "",
                 "| K | scratch BLEU | transfer BLEU | meta BLEU | meta - transfer | steps kept (scratch / transfer / meta) |",
                 "|---|---|---|---|---|---|"]
         for _, row in sorted(cs["k"].items(), key=lambda kv: int(kv[0])):
