@@ -69,3 +69,31 @@ def test_set_overrides_one_value_and_leaves_the_preset_alone():
     assert bench.CPU["meta"]["meta_steps"] == 40
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bench.with_overrides(bench.CPU, ["meta.meta_steps"])
+
+
+def _entry(bleu: list[float], chrf: float = 20.0, last: list[float] | None = None, steps=(200, 200)) -> dict:
+    last = last or bleu
+    mean = sum(bleu) / len(bleu)
+    return {"bleu": bleu, "bleu_mean": mean, "bleu_std": 0.1, "chrf": [chrf] * len(bleu), "chrf_mean": chrf,
+            "chrf_std": 0.0, "bleu_last": last, "bleu_last_mean": sum(last) / len(last), "bleu_last_std": 0.1,
+            "selected_step": list(steps)}
+
+
+@pytest.mark.parametrize("metric,named", [("dev_loss", "dev loss"), ("dev_bleu", "dev BLEU")])
+def test_render_names_the_selection_metric_and_judges_both_protocols(metric, named):
+    params = bench.parse_params(bench.with_overrides(bench.CPU, [f"adapt.select_metric={metric}"]))
+    rows = {str(k): {"k_used": k, "scratch": _entry([1.0, 1.2]), "transfer": _entry([3.0, 3.2]),
+                     "meta": _entry([3.1, 3.3], last=[4.1, 4.3], steps=(160, 200)),
+                     "meta_minus_transfer_bleu": 0.1} for k in (500, 2000, 29000)}
+    results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}},
+               "signatures": {"cs": {"bleu": "BLEU-SIG", "chrf": "CHRF-SIG"}}, "budget": {"device": "cpu"}}
+    body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1000},
+                        {"query_loss_first": 3.8, "query_loss_last": 3.7},
+                        {"transfer": {"de": 12.0, "fr": 17.0}, "meta": {"de": 11.0, "fr": 16.0}}, 300,
+                        {"train": 1}, 1000)
+    assert f"step each seed's {named} picked" in body
+    assert "| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 3.20 ± 0.10 | +0.10 |" in body
+    # The last-step table reads bleu_last and shows the steps kept, meta's first seed at 160.
+    assert "| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 4.20 ± 0.10 | +1.10 | 200,200 / 200,200 / 160,200 |" in body
+    assert "Verdict on the goal (meta >= transfer + 1 BLEU at K = 500 and 2000): **not met**." in body
+    assert "At the last step instead of the dev-selected one: met." in body
