@@ -163,16 +163,20 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
     if selecting:
         picked_by = "dev loss" if a.select_metric == "dev_loss" else "dev BLEU"
         out += ["", "The same fine-tuning runs scored at their last step (a fixed budget, no selection), and the "
-                f"step each seed's {picked_by} picked:", "",
-                "| K | scratch BLEU | transfer BLEU | meta BLEU | meta - transfer | steps kept (scratch / transfer / meta) |",
-                "|---|---|---|---|---|---|"]
+                f"step each seed's {picked_by} picked, with the {picked_by} of the weights kept (mean over seeds):", "",
+                "| K | scratch BLEU | transfer BLEU | meta BLEU | meta - transfer | steps kept (scratch / transfer / meta) "
+                f"| {picked_by} kept (scratch / transfer / meta) |",
+                "|---|---|---|---|---|---|---|"]
+        dev_key = ("dev_loss_kept_mean" if a.select_metric == "dev_loss" else "dev_bleu_kept_mean")
         for _, row in sorted(cs["k"].items(), key=lambda kv: int(kv[0])):
             last = {i: {"bleu": row[i]["bleu_last"], "bleu_mean": row[i]["bleu_last_mean"],
                         "bleu_std": row[i]["bleu_last_std"]} for i in ("scratch", "transfer", "meta")}
             delta = last["meta"]["bleu_mean"] - last["transfer"]["bleu_mean"]
             kept = " / ".join(",".join(map(str, row[i]["selected_step"])) for i in ("scratch", "transfer", "meta"))
+            dev = " / ".join(f"{row[i][dev_key]:.2f}" if dev_key in row[i] else "-"
+                             for i in ("scratch", "transfer", "meta"))
             out.append(f"| {row['k_used']} | {_cell(last['scratch'], 'bleu')} | {_cell(last['transfer'], 'bleu')} | "
-                       f"{_cell(last['meta'], 'bleu')} | {delta:+.2f} | {kept} |")
+                       f"{_cell(last['meta'], 'bleu')} | {delta:+.2f} | {kept} | {dev} |")
     if len(seeds) >= 2:
         out += ["", f"Cells are mean ± standard deviation over seeds {seeds}."]
     status = "cannot be judged" if met is None else ("**met**" if met else "**not met**")

@@ -196,7 +196,7 @@ def adapt_experiment(
         for k in cfg.k:
             row: dict = {"k_used": min(k, len(pool))}
             for init in cfg.inits:
-                bleus, chrfs, losses, last_bleus, best_steps = [], [], [], [], []
+                bleus, chrfs, losses, last_bleus, best_steps, dev_kept = [], [], [], [], [], []
                 for seed in cfg.seeds:
                     seed_all(seed)
                     if init == "scratch":
@@ -213,6 +213,9 @@ def adapt_experiment(
                     s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
                     if tuned.best_state is not None:
                         best_steps.append(tuned.best_step)
+                        # As the metric reads (BLEU up, loss down): what a choice between settings,
+                        # e.g. two meta-learning configurations, may look at instead of test scores.
+                        dev_kept.append(-tuned.best_score if cfg.select_metric == "dev_bleu" else tuned.best_score)
                         last_bleus.append(round(last["bleu"], 4))
                         if tuned.best_step != cfg.steps:
                             model.load_state_dict(tuned.best_state)
@@ -232,8 +235,11 @@ def adapt_experiment(
                              "final_train_loss": [round(x, 5) for x in losses]}
                 if best_steps:
                     lm, ls = _stats(last_bleus)
+                    dm, _ = _stats(dev_kept)
+                    dev_key = "dev_bleu_kept" if cfg.select_metric == "dev_bleu" else "dev_loss_kept"
                     row[init].update({"selected_step": best_steps, "bleu_last": last_bleus,
-                                      "bleu_last_mean": round(lm, 4), "bleu_last_std": round(ls, 4)})
+                                      "bleu_last_mean": round(lm, 4), "bleu_last_std": round(ls, 4),
+                                      dev_key: dev_kept, dev_key + "_mean": round(dm, 4)})
             if "meta" in row and "transfer" in row:
                 delta = round(row["meta"]["bleu_mean"] - row["transfer"]["bleu_mean"], 4)
                 row["meta_minus_transfer_bleu"] = delta

@@ -76,7 +76,7 @@ def _entry(bleu: list[float], chrf: float = 20.0, last: list[float] | None = Non
     mean = sum(bleu) / len(bleu)
     return {"bleu": bleu, "bleu_mean": mean, "bleu_std": 0.1, "chrf": [chrf] * len(bleu), "chrf_mean": chrf,
             "chrf_std": 0.0, "bleu_last": last, "bleu_last_mean": sum(last) / len(last), "bleu_last_std": 0.1,
-            "selected_step": list(steps)}
+            "selected_step": list(steps), "dev_bleu_kept_mean": mean + 5, "dev_loss_kept_mean": 4.0 - mean}
 
 
 @pytest.mark.parametrize("metric,named", [("dev_loss", "dev loss"), ("dev_bleu", "dev BLEU")])
@@ -93,7 +93,10 @@ def test_render_names_the_selection_metric_and_judges_both_protocols(metric, nam
                         {"train": 1}, 1000)
     assert f"step each seed's {named} picked" in body
     assert "| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 3.20 ± 0.10 | +0.10 |" in body
-    # The last-step table reads bleu_last and shows the steps kept, meta's first seed at 160.
-    assert "| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 4.20 ± 0.10 | +1.10 | 200,200 / 200,200 / 160,200 |" in body
+    # The last-step table reads bleu_last, shows the steps kept (meta's first seed at 160) and the
+    # kept weights' dev score of the metric that chose them.
+    dev = "6.10 / 8.10 / 8.20" if metric == "dev_bleu" else "2.90 / 0.90 / 0.80"
+    assert (f"| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 4.20 ± 0.10 | +1.10 | 200,200 / 200,200 / 160,200 | {dev} |"
+            in body)
     assert "Verdict on the goal (meta >= transfer + 1 BLEU at K = 500 and 2000): **not met**." in body
     assert "At the last step instead of the dev-selected one: met." in body

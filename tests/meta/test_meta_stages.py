@@ -151,6 +151,11 @@ def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(
         entry = row[init]
         assert len(entry["selected_step"]) == 1 and entry["selected_step"][0] in (0, 2, 4)
         assert len(entry["bleu_last"]) == 1
+        # The dev score of the kept weights, as the metric reads: the best of the checks.
+        kept = entry[f"{metric}_kept"]
+        assert len(kept) == 1 and entry[f"{metric}_kept_mean"] == round(kept[0], 4)
+        assert kept[0] > 0 if metric == "dev_loss" else kept[0] >= 0
+        assert ("dev_bleu_kept" if metric == "dev_loss" else "dev_loss_kept") not in entry
         if entry["selected_step"][0] == 4:  # the last weights were kept: the same score twice
             assert entry["bleu"] == entry["bleu_last"]
         assert metrics[f"cs.k30.{init}.bleu_last"] == entry["bleu_last_mean"]
