@@ -50,6 +50,8 @@ def test_verdict_needs_the_margin_at_every_goal_k():
     assert met is True and len(notes) == 2
     met, notes = bench.verdict({"500": _row(10.0, 11.5), "2000": _row(12.0, 12.9)})
     assert met is False and "K=2000: meta - transfer = +0.90" in notes[1]
+    met, notes = bench.verdict({"500": _row(10.0, 11.0), "2000": _row(4.4553, 5.451)})
+    assert met is False and notes[1] == "K=2000: meta - transfer = +0.996 BLEU (< +1)"
     met, notes = bench.verdict({"500": _row(10.0, 12.0)})
     assert met is None and "K=2000 was not run" in notes[0]
 
