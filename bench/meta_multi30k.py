@@ -2,7 +2,7 @@
 K in {500, 2000, 29000} from scratch / transfer / meta inits; the table goes into the section
 "Meta-learning vs transfer vs scratch (issue 6)" of bench/RESULTS.md.
 
-    python bench/meta_multi30k.py --preset cpu   # ~45 min on 2 shared CPU cores, small model, 2 seeds
+    python bench/meta_multi30k.py --preset cpu --matched-transfer   # ~75 min on 2 CPU cores, 4 seeds
     python bench/meta_multi30k.py --preset gpu   # the issue's size (4000 train steps x 8192 tokens)
     python bench/meta_multi30k.py --smoke        # minutes-long check of the whole path; writes a copy
                                                  # of RESULTS.md under --work, never the real one
@@ -13,6 +13,10 @@ gets the same adaptation budget; the weights kept are those that score best on t
 `adapt.select_metric`: dev loss or greedy dev BLEU), checked every `adapt.select_every` steps, and the last
 step's weights are scored too, so the tables show both protocols from one run. Test_2016_flickr (cs) is only scored: nothing is selected or
 tuned on it. The train stage selects on the de/fr dev splits.
+
+Meta-learning trains on more de/fr tokens than the transfer init. `--matched-transfer` adds the
+baseline that closes that gap: the train stage continued for as many padded tokens as meta-learning
+added, adapted with the same budget and seeds.
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ GPU = {
               "eval_sentences": 0, "select_every": 100},
     "evaluate": {"beam_size": 4},
 }
-# Sized for a 2-core CPU shared with other jobs (44 min wall at nice 10 on 2026-11-23).
+# Sized for a 2-core CPU (about 1 h 15 min with --matched-transfer on 2026-11-29).
 # One torch thread: with the cores oversubscribed, 2 threads spent 3-5x the CPU time per step waiting on each other (measured:
 # a 2048-token step of this model took 0.6 cpu-s / 1.4 s wall on 1 thread, 3.3 cpu-s / 9 s on 2).
 # The adapt lr is the train lr: at a few hundred steps, the issue's 3e-4 barely moves any init (chosen
@@ -67,10 +71,14 @@ CPU = {
     "train": {"max_tokens": 2048, "max_steps": 1000, "lr": 0.001, "warmup_steps": 200,
               "checkpoint_every": 250, "validate_every": 500, "dev_bleu_sentences": 100,
               "device": "cpu", "threads": 1},
-    "meta": {**GPU["meta"], "meta_steps": 40, "tasks_per_step": 2, "support_tokens": 1024,
-             "query_tokens": 1024, "checkpoint_every": 20},
-    "adapt": {"k": [500, 2000, 29000], "steps": 200, "lr": 0.001, "max_tokens": 1024, "seeds": [1, 2],
-              "eval_sentences": 0, "select_every": 20},
+    # The inner loop is the adaptation's own optimizer and lr (Adam, 1e-3) for 10 steps, so the init is
+    # meta-learned for the fine-tuning it will get. Earlier runs (RESULTS.md) used 3 inner steps at 3e-4
+    # for 40 and 200 meta-steps and moved meta - transfer by well under 1 BLEU.
+    "meta": {**GPU["meta"], "meta_steps": 100, "tasks_per_step": 2, "inner_steps": 10, "inner_lr": 0.001,
+             "support_tokens": 1024, "query_tokens": 1024, "checkpoint_every": 20},
+    # Selection on greedy dev BLEU (300 cs val sentences): dev loss kept earlier steps in the first run.
+    "adapt": {"k": [500, 2000, 29000], "steps": 200, "lr": 0.001, "max_tokens": 1024, "seeds": [1, 2, 3, 4],
+              "eval_sentences": 0, "select_every": 20, "select_metric": "dev_bleu", "select_sentences": 300},
     "evaluate": {"beam_size": 1},
 }
 SMOKE = {
@@ -88,6 +96,17 @@ SMOKE = {
 }
 PRESETS = {"gpu": GPU, "cpu": CPU, "smoke": SMOKE}
 DEV_BLEU_SENTENCES = 300  # per pair, greedy: shows the transfer model is a real en->de/fr model
+
+
+def meta_padded_tokens(mc) -> int:
+    """The most padded de/fr tokens meta-learning trains on beyond the transfer init (inner steps only:
+    Reptile's query batches are evaluated, not trained on)."""
+    return mc.meta_steps * mc.tasks_per_step * mc.inner_steps * mc.support_tokens
+
+
+def matched_train_steps(params) -> int:
+    """Train-stage steps that see as many padded tokens as transfer plus meta-learning together."""
+    return params.train.max_steps + -(-meta_padded_tokens(params.meta) // params.train.max_tokens)
 
 
 def _cell(entry: dict, metric: str) -> str:
@@ -117,11 +136,13 @@ def verdict(cs_rows: dict, mean: str = "bleu_mean") -> tuple[bool | None, list[s
 
 
 def render(preset: str, args_line: str, params, results: dict, train_metrics: dict, meta_metrics: dict,
-           dev_bleu: dict, dev_n: int, timings: dict, n_params: int) -> str:
+           dev_bleu: dict, dev_n: int, timings: dict, n_params: int, matched: dict | None = None) -> str:
+    """The section's Markdown. `matched` (optional): the adapt results of the budget-matched transfer
+    init ({"results": adapt results with a transfer row per K, "steps": its train steps})."""
     cs = results["languages"]["cs"]
     seeds = list(params.adapt.seeds)
     m, t, a, mc = params.model.transformer, params.train, params.adapt, params.meta
-    meta_tokens = mc.meta_steps * mc.tasks_per_step * (mc.inner_steps * mc.support_tokens)
+    meta_tokens = meta_padded_tokens(mc)
     met, notes = verdict(cs["k"])
     selecting = bool(a.select_every)
     out = [
@@ -189,6 +210,27 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
         last_status = "cannot be judged" if last_met is None else ("met" if last_met else "not met")
         out += ["", f"At the last step instead of the dev-selected one: {last_status}. "
                 + "; ".join(last_notes) + "."]
+    if matched is not None:
+        m_rows = matched["results"]["languages"]["cs"]["k"]
+        out += ["", f"Budget-matched transfer: the train stage continued to {matched['steps']} steps "
+                f"({matched['steps'] * t.max_tokens:,} padded tokens, as many as transfer plus meta-learning), then "
+                "the same adaptation and seeds. Meta-learning must beat this, not only the shorter transfer, "
+                "to show it is more than extra training"
+                + (f"; de/fr dev BLEU {', '.join(f'en->{k} {v:.2f}' for k, v in sorted(dev_bleu['matched'].items()))}"
+                   if "matched" in dev_bleu else "") + ":", "",
+                "| K | transfer BLEU | matched transfer BLEU | meta BLEU | meta - matched | meta - matched, last step |",
+                "|---|---|---|---|---|---|"]
+        for key, row in sorted(cs["k"].items(), key=lambda kv: int(kv[0])):
+            mt = m_rows[key]["transfer"]
+            last = (f"{row['meta']['bleu_last_mean'] - mt['bleu_last_mean']:+.2f}"
+                    if "bleu_last_mean" in mt and "bleu_last_mean" in row["meta"] else "-")
+            out.append(f"| {row['k_used']} | {_cell(row['transfer'], 'bleu')} | {_cell(mt, 'bleu')} | "
+                       f"{_cell(row['meta'], 'bleu')} | {row['meta']['bleu_mean'] - mt['bleu_mean']:+.2f} | {last} |")
+        m_met, m_notes = verdict({k: {"meta": cs["k"][k]["meta"], "transfer": m_rows[k]["transfer"]}
+                                  for k in cs["k"] if k in m_rows})
+        m_status = "cannot be judged" if m_met is None else ("met" if m_met else "not met")
+        out += ["", f"The goal against the budget-matched transfer: {m_status}. "
+                + "; ".join(n.replace("meta - transfer", "meta - matched") for n in m_notes) + "."]
     gains = [f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}"
              for _, row in sorted(cs["k"].items(), key=lambda kv: int(kv[0]))]
     out += ["", "Transfer - scratch BLEU (what multilingual pre-training buys at this budget): "
@@ -196,7 +238,7 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
     if preset == "cpu":
         out += ["", "This is the `cpu` preset: a smaller model and budget than the issue's (`--preset gpu`: "
                 "d=256 3+3, 4000 x 8192-token train steps, 400 meta-steps, 1000 adapt steps, 2 seeds, beam 4), "
-                "chosen so the run fits ~40 min of a shared 2-core CPU. The GPU preset is not measured: no GPU "
+                "chosen so the run fits about an hour of a 2-core CPU. The GPU preset is not measured: no GPU "
                 "was available to this session."]
     return "\n".join(out) + "\n"
 
@@ -238,6 +280,9 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="same as --preset smoke")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one preset value, e.g. meta.meta_steps=200 (YAML value; repeatable)")
+    ap.add_argument("--matched-transfer", action="store_true",
+                    help="also adapt from the train stage continued for as many padded tokens as meta-learning "
+                         "added (the budget-matched transfer baseline)")
     ap.add_argument("--results", default=None,
                     help="markdown file whose issue-6 section is replaced (default bench/RESULTS.md; "
                          "for --smoke a copy under --work)")
@@ -284,11 +329,29 @@ def main() -> None:
     if meta_metrics.get("resumed_from") == params.meta.meta_steps:
         _reuse(timings, earlier, "meta")
 
-    # Per-pair dev BLEU of both inits on the meta-training pairs (dev only, never cs test).
+    inits = [("transfer", work / "train"), ("meta", work / "meta")]
+    matched_steps = matched_train_steps(params)
+    if args.matched_transfer:
+        # Continues the transfer run (same fingerprint: inverse-sqrt does not depend on max_steps) from
+        # a copy of its checkpoints, so the transfer init itself stays as it was.
+        import shutil
+
+        long_params = parse_params(with_overrides(PRESETS[preset], args.set + [f"train.max_steps={matched_steps}"]))
+        if not (work / "ckpt_train_matched").exists():
+            shutil.copytree(work / "ckpt_train", work / "ckpt_train_matched")
+        t = time.monotonic()
+        matched_metrics = train_model(long_params, clean, tokenizer, work / "train_matched",
+                                      work / "ckpt_train_matched", work / "plots_matched")
+        timings["train_matched"] = round(time.monotonic() - t)
+        if not matched_metrics.get("tokens_per_s"):
+            _reuse(timings, earlier, "train_matched")
+        inits.append(("matched", work / "train_matched"))
+
+    # Per-pair dev BLEU of the inits on the meta-training pairs (dev only, never cs test).
     t = time.monotonic()
     dev_n = 20 if preset == "smoke" else DEV_BLEU_SENTENCES
     dev_bleu: dict = {}
-    for init, folder in (("transfer", work / "train"), ("meta", work / "meta")):
+    for init, folder in inits:
         model = load_model(folder, "cpu" if params.train.device == "cpu" else
                            ("cuda" if torch.cuda.is_available() else "cpu"))
         dev_bleu[init] = {}
@@ -302,14 +365,22 @@ def main() -> None:
     t = time.monotonic()
     results = adapt_experiment(params, clean, tokenizer, work / "train", work / "meta", print)
     timings["adapt"] = round(time.monotonic() - t)
+    matched = None
+    if args.matched_transfer:
+        t = time.monotonic()
+        only_transfer = parse_params(with_overrides(PRESETS[preset], args.set + ["adapt.inits=[transfer]"]))
+        matched = {"steps": matched_steps, "results": adapt_experiment(
+            only_transfer, clean, tokenizer, work / "train_matched", work / "meta", print)}
+        timings["adapt_matched"] = round(time.monotonic() - t)
     n_params = int(train_metrics.get("parameters") or 0)
     write_json(work / "results.json", {"adapt": results, "train": train_metrics, "meta": meta_metrics,
-                                       "dev_bleu": dev_bleu, "timings_s": timings})
+                                       "dev_bleu": dev_bleu, "timings_s": timings, "matched": matched})
 
     args_line = "nice -n 10 .venv/bin/python bench/meta_multi30k.py " + (
-        "--smoke" if preset == "smoke" else f"--preset {preset}") + "".join(f" --set {o}" for o in args.set)
+        "--smoke" if preset == "smoke" else f"--preset {preset}") + "".join(f" --set {o}" for o in args.set) + (
+        " --matched-transfer" if args.matched_transfer else "")
     body = render(preset, args_line, params, results, train_metrics, meta_metrics, dev_bleu, dev_n, timings,
-                  n_params)
+                  n_params, matched)
     target = Path(args.results) if args.results else (
         work / "RESULTS.smoke.md" if preset == "smoke" else ROOT / "bench" / "RESULTS.md")
     source = ROOT / "bench" / "RESULTS.md" if preset == "smoke" and not args.results else target

@@ -68,7 +68,7 @@ def test_set_overrides_one_value_and_leaves_the_preset_alone():
     out = bench.with_overrides(bench.CPU, ["meta.meta_steps=200", "meta.algorithm=fomaml", "adapt.seeds=[3]"])
     assert out["meta"]["meta_steps"] == 200 and out["meta"]["algorithm"] == "fomaml"
     assert out["adapt"]["seeds"] == [3] and out["meta"]["inner_steps"] == bench.CPU["meta"]["inner_steps"]
-    assert bench.CPU["meta"]["meta_steps"] == 40
+    assert bench.CPU["meta"]["meta_steps"] == 100
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bench.with_overrides(bench.CPU, ["meta.meta_steps"])
 
@@ -102,3 +102,33 @@ def test_render_names_the_selection_metric_and_judges_both_protocols(metric, nam
             in body)
     assert "Verdict on the goal (meta >= transfer + 1 BLEU at K = 500 and 2000): **not met**." in body
     assert "At the last step instead of the dev-selected one: met." in body
+
+
+def test_matched_transfer_sees_as_many_padded_tokens_as_transfer_plus_meta():
+    params = bench.parse_params(bench.with_overrides(bench.CPU, ["meta.meta_steps=100", "meta.inner_steps=10"]))
+    # 100 meta-steps x 2 tasks x 10 inner steps x 1024 tokens = 2,048,000 = 1000 more 2048-token steps.
+    assert bench.meta_padded_tokens(params.meta) == 2_048_000
+    assert bench.matched_train_steps(params) == 2000
+    odd = bench.parse_params(bench.with_overrides(bench.CPU, ["meta.meta_steps=3", "meta.inner_steps=3", "meta.support_tokens=1000"]))
+    assert bench.matched_train_steps(odd) == 1000 + 9  # 18,000 tokens = 8.8 steps: rounded up
+
+
+def test_render_compares_meta_with_the_budget_matched_transfer():
+    params = bench.parse_params(bench.with_overrides(bench.CPU, ["adapt.select_metric=dev_bleu"]))
+    rows = {str(k): {"k_used": k, "scratch": _entry([1.0, 1.2]), "transfer": _entry([3.0, 3.2]),
+                     "meta": _entry([4.4, 4.6], last=[4.5, 4.7]), "meta_minus_transfer_bleu": 1.4}
+            for k in (500, 2000)}
+    matched_rows = {"500": {"transfer": _entry([3.9, 4.1], last=[3.9, 4.1])},
+                    "2000": {"transfer": _entry([3.3, 3.5], last=[3.6, 3.8])}}
+    results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}},
+               "signatures": {"cs": {"bleu": "B", "chrf": "C"}}, "budget": {"device": "cpu"}}
+    body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1}, {"query_loss_first": 1, "query_loss_last": 1},
+                        {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {}, 1,
+                        {"steps": 2000, "results": {"languages": {"cs": {"k": matched_rows}}}})
+    assert "continued to 2000 steps (4,096,000 padded tokens" in body and "en->de 2.50" in body
+    assert "| 500 | 3.10 ± 0.10 | 4.00 ± 0.10 | 4.50 ± 0.10 | +0.50 | +0.60 |" in body
+    assert "| 2000 | 3.10 ± 0.10 | 3.40 ± 0.10 | 4.50 ± 0.10 | +1.10 | +0.90 |" in body
+    # Meta beats the short transfer by 1.4 at both K, the matched one only at K = 2000.
+    assert "(meta >= transfer + 1 BLEU at K = 500 and 2000): **met**" in body
+    assert ("The goal against the budget-matched transfer: not met. K=500: meta - matched = +0.50 BLEU (< +1); "
+            "K=2000: meta - matched = +1.10 BLEU (≥ +1).") in body
