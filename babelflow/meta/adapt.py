@@ -236,10 +236,10 @@ def adapt_experiment(
                 if best_steps:
                     lm, ls = _stats(last_bleus)
                     dm, _ = _stats(dev_kept)
-                    dev_key = "dev_bleu_kept" if cfg.select_metric == "dev_bleu" else "dev_loss_kept"
                     row[init].update({"selected_step": best_steps, "bleu_last": last_bleus,
                                       "bleu_last_mean": round(lm, 4), "bleu_last_std": round(ls, 4),
-                                      dev_key: dev_kept, dev_key + "_mean": round(dm, 4)})
+                                      f"{cfg.select_metric}_kept": dev_kept,
+                                      f"{cfg.select_metric}_kept_mean": round(dm, 4)})
             if "meta" in row and "transfer" in row:
                 delta = round(row["meta"]["bleu_mean"] - row["transfer"]["bleu_mean"], 4)
                 row["meta_minus_transfer_bleu"] = delta
