@@ -99,9 +99,10 @@ DEV_BLEU_SENTENCES = 300  # per pair, greedy: shows the transfer model is a real
 
 
 def meta_padded_tokens(mc) -> int:
-    """The most padded de/fr tokens meta-learning trains on beyond the transfer init (inner steps only:
-    Reptile's query batches are evaluated, not trained on)."""
-    return mc.meta_steps * mc.tasks_per_step * mc.inner_steps * mc.support_tokens
+    """The most padded de/fr tokens meta-learning trains on beyond the transfer init: the inner steps'
+    support batches, plus the query batches whose gradient (F)OMAML applies (Reptile only evaluates them)."""
+    per_task = mc.inner_steps * mc.support_tokens + (0 if mc.algorithm == "reptile" else mc.query_tokens)
+    return mc.meta_steps * mc.tasks_per_step * per_task
 
 
 def matched_train_steps(params) -> int:

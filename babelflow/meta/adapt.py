@@ -149,6 +149,24 @@ def score_on_test(model: nn.Module, tokenizer: Any, srcs: list[str], refs: list[
     return score(hyps, refs, lang)
 
 
+def finetune_init(params: Params, source: str | Path | None, tokenizer: Any, pool: Sequence[Any], k: int,
+                  seed: int, device: torch.device,
+                  dev_score: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, Finetuned]:
+    """One adaptation run: the init saved in `source` (None: a random init of `params.model`)
+    fine-tuned on the seed's K examples of `pool` with the `adapt` budget of `params`."""
+    from babelflow.models import build_model, load_model
+
+    cfg = params.adapt
+    seed_all(seed)
+    model = build_model(params.model, tokenizer.vocab_size) if source is None else load_model(source, device)
+    tuned = finetune(
+        model, pick_k(pool, k, seed), cfg.steps, cfg.lr, cfg.max_tokens, seed,
+        params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
+        dev_score=dev_score, select_every=cfg.select_every,
+    )
+    return model, tuned
+
+
 def adapt_experiment(
     params: Params,
     clean_dir: str | Path,
@@ -159,7 +177,6 @@ def adapt_experiment(
 ) -> dict:
     """Run the experiment; returns the content of results.json (see module docstring)."""
     from babelflow.data import load_examples, read_parallel
-    from babelflow.models import build_model, load_model
 
     log = as_logger(log or _log)
     cfg, ev = params.adapt, params.evaluate
@@ -198,17 +215,8 @@ def adapt_experiment(
             for init in cfg.inits:
                 bleus, chrfs, losses, last_bleus, best_steps, dev_kept = [], [], [], [], [], []
                 for seed in cfg.seeds:
-                    seed_all(seed)
-                    if init == "scratch":
-                        model = build_model(params.model, tokenizer.vocab_size)
-                    else:
-                        model = load_model(sources[init], device)
-                    train_set = pick_k(pool, k, seed)
-                    tuned = finetune(
-                        model, train_set, cfg.steps, cfg.lr, cfg.max_tokens, seed,
-                        params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
-                        dev_score=dev_score, select_every=cfg.select_every,
-                    )
+                    model, tuned = finetune_init(params, sources.get(init), tokenizer, pool, k, seed,
+                                                 device, dev_score)
                     losses.append(tuned.last_loss)
                     s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
                     if tuned.best_state is not None:

@@ -1,0 +1,199 @@
+"""Choose a meta-learning setting on the held-out pair's dev split, never on its test split (issue 6).
+
+Each variant is the `meta` section of a `bench/meta_multi30k.py` preset with some values changed. It
+is meta-trained from the same transfer init that bench built, then fine-tuned on en->cs exactly as
+the adapt stage fine-tunes it (same K draws, seeds, steps, dev-BLEU selection), and the cs dev BLEU
+of the weights kept is recorded. The transfer init and the budget-matched transfer init (when
+`meta_multi30k.py --matched-transfer` built it) are fine-tuned the same way as reference rows. No
+test file is opened. A variant may not train on more de/fr tokens than the preset's meta-learning,
+so the preset's budget-matched transfer baseline still covers it.
+
+    python bench/meta_multi30k.py --preset cpu --matched-transfer   # builds the inits (or reuses them)
+    python bench/meta_select.py --preset cpu --refs --variant fomaml meta.algorithm=fomaml \\
+        meta.meta_steps=90 meta.outer_lr=0.001
+    python bench/meta_select.py --preset cpu --report   # table of every variant scored so far, into
+                                                        # the dev-selection section of bench/RESULTS.md
+
+Variants are cached under <work>/<preset>/select/<name>/, so two processes can score different
+variants at once (one core each) and `--report` collects them.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from babelflow.config import parse_params  # noqa: E402
+from bench.machine import cpu_description  # noqa: E402
+from bench.meta_multi30k import PRESETS, DEV_BLEU_SENTENCES, meta_padded_tokens, with_overrides  # noqa: E402
+from bench.results_file import replace_section  # noqa: E402
+
+SECTION = "## Choosing the meta-learning setting on dev (issue 6): `bench/meta_select.py`"
+GOAL_KS = (500, 2000)
+# Inits meta_multi30k.py built, scored as they are -> their folder under the work dir ("meta": the preset's).
+REFS = {"transfer": "train", "matched": "train_matched", "meta": "meta"}
+
+
+def variant_params(preset: str, overrides: list[str]):
+    """The preset's params with `overrides`; refuses a variant that trains on more de/fr tokens
+    than the preset's meta-learning (the budget-matched baseline would not cover it)."""
+    for item in overrides:
+        if not item.startswith("meta."):
+            raise SystemExit(f"--variant {item!r}: only meta.* values may change (the adaptation is the yardstick)")
+    base = parse_params(PRESETS[preset])
+    params = parse_params(with_overrides(PRESETS[preset], overrides))
+    if meta_padded_tokens(params.meta) > meta_padded_tokens(base.meta):
+        raise SystemExit(f"variant {overrides}: {meta_padded_tokens(params.meta):,} padded de/fr tokens, more than "
+                         f"the preset's {meta_padded_tokens(base.meta):,}; lower meta.meta_steps")
+    return params
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": round(statistics.fmean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": values}
+
+
+def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[int], log) -> dict:
+    """The cs dev score (`adapt.select_metric`, as it reads: BLEU or loss) of the weights the adaptation
+    keeps and of its last step, per K over the seeds; plus the init's own de/fr dev BLEU."""
+    import torch
+
+    from babelflow.data import load_examples, read_parallel
+    from babelflow.meta.adapt import dev_scorer, finetune_init
+    from babelflow.meta.train import resolve_device
+    from babelflow.models import load_model
+    from babelflow.train import dev_bleu
+
+    device = resolve_device(params.train.device, params.train.threads)
+    pair = params.languages.pair("cs")
+    pool = load_examples(clean, pair, "train", tokenizer, params.train.max_len)
+    ranked = dev_scorer(params, pair, "cs", clean, tokenizer, device)
+    sign = -1.0 if params.adapt.select_metric == "dev_bleu" else 1.0  # the scorer ranks lower-is-better
+    out: dict = {"metric": params.adapt.select_metric, "init_dev_bleu": {}, "k": {}}
+    if init_dir is not None:
+        model = load_model(init_dir, device)
+        for lang in params.languages.targets:
+            pairs = read_parallel(clean / f"en-{lang}" / "dev.src", clean / f"en-{lang}" / "dev.tgt")
+            out["init_dev_bleu"][lang] = round(dev_bleu(model, tokenizer, {lang: pairs}, DEV_BLEU_SENTENCES) or 0.0, 2)
+        del model
+    for k in ks:
+        kept, last, steps = [], [], []
+        for seed in params.adapt.seeds:
+            model, tuned = finetune_init(params, init_dir, tokenizer, pool, k, seed, device, ranked)
+            with torch.no_grad():
+                last.append(round(sign * ranked(model), 4))
+            kept.append(round(sign * tuned.best_score, 4))
+            steps.append(tuned.best_step)
+            log(f"  K={k} seed={seed}: cs {params.adapt.select_metric} kept {kept[-1]:.2f} (step {steps[-1]}), "
+                f"last step {last[-1]:.2f}")
+            del model, tuned
+        out["k"][str(k)] = {"kept": _mean_std(kept), "last": _mean_std(last), "steps": steps}
+    return out
+
+
+def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[int], log) -> dict:
+    from babelflow.meta.train import meta_train
+    from babelflow.tokenizer import Tokenizer
+
+    params = variant_params(preset, overrides)
+    if not params.adapt.select_every:
+        raise SystemExit("the preset's adapt selects nothing on dev (adapt.select_every 0): nothing to compare")
+    clean, folder = work / "clean", work / "select" / name
+    tokenizer = Tokenizer(work / "tokenizer" / "spm.model", max_placeholders=params.tokenizer.max_placeholders)
+    key = {"overrides": overrides, "k": ks, "seeds": list(params.adapt.seeds)}
+    cache = folder / "dev.json"
+    if cache.is_file():
+        done = json.loads(cache.read_text(encoding="utf-8"))
+        if done.get("key") == key:
+            log(f"{name}: scored before ({cache})")
+            return done
+    t = time.monotonic()
+    if name in REFS:
+        init_dir, meta_metrics = work / REFS[name], None
+    else:
+        init_dir = folder / "meta"
+        meta_metrics = meta_train(params, clean, tokenizer, work / "train", init_dir, folder / "ckpt_meta", log)
+    log(f"{name}: fine-tuning on en->cs, K {ks}, seeds {list(params.adapt.seeds)}")
+    scores = score_init(params, init_dir, clean, tokenizer, ks, log)
+    from babelflow.io import write_json
+
+    trained_meta = name not in REFS or name == "meta"
+    result = {"key": key, "name": name, "padded_tokens": meta_padded_tokens(params.meta) if trained_meta else None,
+              "query_loss": [meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]] if meta_metrics else None,
+              "wall_s": round(time.monotonic() - t), **scores}
+    write_json(cache, result)
+    return result
+
+
+def render(preset: str, rows: list[dict], ks: list[int]) -> str:
+    params = parse_params(PRESETS[preset])
+    a = params.adapt
+    metric = "dev BLEU" if a.select_metric == "dev_bleu" else "dev loss"
+    head = ("| init | meta settings changed | de/fr tokens added | de / fr dev BLEU of the init | "
+            + " | ".join(f"cs {metric} kept, K={k}" for k in ks) + " | "
+            + " | ".join(f"cs {metric} last step, K={k}" for k in ks) + " |")
+    out = [
+        f"- Machine: {cpu_description()}; date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} (UTC).",
+        f"- Command: one `python bench/meta_select.py --preset {preset} ...` per variant (the overrides are "
+        f"in the table), then `--report`. Inits and adaptation as in the section above ({a.steps} AdamW steps, "
+        f"lr {a.lr}, seeds {list(a.seeds)}, kept: the best {metric} on "
+        f"{f'the first {a.select_sentences}' if a.select_sentences else 'all'} cs dev sentences). Only the cs dev split is read: these numbers choose a setting, the test split then "
+        "scores the chosen one in the section above.",
+        "",
+        head,
+        "|" + "---|" * (4 + 2 * len(ks)),
+    ]
+    for r in rows:
+        changed = ", ".join(r["key"]["overrides"]) or ("(preset)" if r["name"] == "meta" else "-")
+        dev = " / ".join(f"{v:.2f}" for v in r["init_dev_bleu"].values()) or "-"
+        cells = [f"{r['k'][str(k)][which]['mean']:.2f} ± {r['k'][str(k)][which]['std']:.2f}"
+                 for which in ("kept", "last") for k in ks]
+        tokens = f"{r['padded_tokens']:,}" if r["padded_tokens"] else "-"
+        out.append(f"| {r['name']} | {changed} | {tokens} | {dev} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "babelflow_meta_bench"))
+    ap.add_argument("--preset", choices=["cpu", "gpu", "smoke"], default="cpu")
+    ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [meta.KEY=VALUE ...]",
+                    help="a meta-learning variant: a name, then the preset's meta values it changes")
+    ap.add_argument("--refs", action="store_true", help="also score the transfer and budget-matched transfer inits")
+    ap.add_argument("--k", nargs="+", type=int, default=list(GOAL_KS))
+    ap.add_argument("--report", action="store_true",
+                    help="render every variant scored so far into --results")
+    ap.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = ap.parse_args()
+    work = Path(args.work) / args.preset
+    if not (work / "train" / "model.json").is_file():
+        raise SystemExit(f"{work / 'train'}: no transfer init; run bench/meta_multi30k.py --preset {args.preset} first")
+    todo = [(v[0], v[1:]) for v in args.variant]
+    if args.refs:
+        todo = [(name, []) for name in REFS if (work / REFS[name] / "model.json").is_file()] + todo
+    for name, overrides in todo:
+        if name in REFS and overrides:
+            raise SystemExit(f"--variant {name}: the name is taken by a reference init")
+        run_one(name, overrides, args.preset, work, args.k, lambda m: print(m, flush=True))
+    if args.report:
+        from babelflow.io import write_text
+
+        rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((work / "select").glob("*/dev.json"))]
+        rows.sort(key=lambda r: (list(REFS).index(r["name"]) if r["name"] in REFS else len(REFS), r["name"]))
+        body = render(args.preset, rows, args.k)
+        target = Path(args.results)
+        write_text(target, replace_section(target.read_text(encoding="utf-8"), SECTION, body))
+        print(body)
+        print(f"wrote the dev-selection section of {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""bench/meta_select.py: variants change only meta-learning, stay inside the matched budget, and the
+report shows each init's dev scores (it never reads test)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(_ROOT))
+_spec = importlib.util.spec_from_file_location("meta_select_bench", _ROOT / "bench" / "meta_select.py")
+select = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(select)
+
+
+def test_fomaml_counts_the_query_batches_it_trains_on():
+    reptile = select.variant_params("cpu", [])
+    fomaml = select.variant_params("cpu", ["meta.algorithm=fomaml", "meta.meta_steps=90"])
+    assert select.meta_padded_tokens(reptile.meta) == 100 * 2 * 10 * 1024
+    assert select.meta_padded_tokens(fomaml.meta) == 90 * 2 * (10 * 1024 + 1024)
+
+
+def test_variant_over_the_matched_budget_is_refused():
+    with pytest.raises(SystemExit, match="more than the preset's 2,048,000"):
+        select.variant_params("cpu", ["meta.algorithm=fomaml"])  # 100 steps x 11 batches > 100 x 10
+    with pytest.raises(SystemExit, match="more than"):
+        select.variant_params("cpu", ["meta.meta_steps=101"])
+
+
+def test_variant_may_not_change_the_adaptation():
+    with pytest.raises(SystemExit, match="only meta"):
+        select.variant_params("cpu", ["adapt.steps=400"])
+
+
+def _scores(kept: float, last: float) -> dict:
+    return {"kept": {"mean": kept, "std": 0.5, "values": []}, "last": {"mean": last, "std": 0.25, "values": []},
+            "steps": [200, 180]}
+
+
+def test_report_lists_every_init_with_its_dev_scores():
+    rows = [
+        {"name": "transfer", "key": {"overrides": []}, "padded_tokens": None, "init_dev_bleu": {"de": 12.0, "fr": 17.4},
+         "k": {"500": _scores(4.07, 4.0), "2000": _scores(4.25, 4.2)}},
+        {"name": "meta", "key": {"overrides": []}, "padded_tokens": 2_048_000, "init_dev_bleu": {"de": 10.0, "fr": 11.7},
+         "k": {"500": _scores(4.3, 4.1), "2000": _scores(5.2, 5.1)}},
+        {"name": "fomaml", "key": {"overrides": ["meta.algorithm=fomaml"]}, "padded_tokens": 2_027_520,
+         "init_dev_bleu": {"de": 9.0, "fr": 10.0}, "k": {"500": _scores(6.0, 5.5), "2000": _scores(7.0, 6.5)}},
+    ]
+    body = select.render("cpu", rows, [500, 2000])
+    assert "| cs dev BLEU kept, K=500 | cs dev BLEU kept, K=2000 | cs dev BLEU last step, K=500 |" in body
+    assert "| transfer | - | - | 12.00 / 17.40 | 4.07 ± 0.50 | 4.25 ± 0.50 | 4.00 ± 0.25 | 4.20 ± 0.25 |" in body
+    assert "| meta | (preset) | 2,048,000 | 10.00 / 11.70 |" in body
+    assert "| fomaml | meta.algorithm=fomaml | 2,027,520 | 9.00 / 10.00 | 6.00 ± 0.50 | 7.00 ± 0.50 |" in body
+    assert "Only the cs dev split is read" in body
+
+
+def test_scoring_reads_no_test_file():
+    source = (_ROOT / "bench" / "meta_select.py").read_text(encoding="utf-8")
+    assert "test.src" not in source and "test.tgt" not in source and "score_on_test" not in source
