@@ -145,13 +145,15 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
     seeds = list(params.adapt.seeds)
     m, t, a, mc = params.model.transformer, params.train, params.adapt, params.meta
     meta_tokens = meta_padded_tokens(mc)
+    reused = results.get("runs_reused", 0) + ((matched or {}).get("results") or {}).get("runs_reused", 0)
     met, notes = verdict(cs["k"])
     selecting = bool(a.select_every)
     out = [
         f"- Machine: {cpu_description()}, shared with other jobs, no GPU, "
         f"torch {__import__('torch').__version__}, Python {platform.python_version()}",
         f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} (UTC); device `{results['budget']['device']}`; "
-        "wall time " + ", ".join(f"{k} {v} s" for k, v in timings.items()),
+        "wall time " + ", ".join(f"{k} {v} s" for k, v in timings.items())
+        + (f" ({reused} fine-tuning runs reused from an earlier run with the same inputs)" if reused else ""),
         f"- Command: `{args_line}`" + (" (SMOKE: tiny config, numbers meaningless)" if preset == "smoke" else ""),
         f"- Model: Transformer d={m.d_model}, ffn {m.ffn_dim}, {m.heads} heads, {m.encoder_layers}+"
         f"{m.decoder_layers} layers, SentencePiece {params.tokenizer.vocab_size} (en/de/fr/cs), "
@@ -364,14 +366,17 @@ def main() -> None:
     timings["dev_bleu"] = round(time.monotonic() - t)
 
     t = time.monotonic()
-    results = adapt_experiment(params, clean, tokenizer, work / "train", work / "meta", print)
+    # Fine-tuning runs whose inputs are unchanged (same init weights, settings, seed, host) are reused,
+    # so trying another meta setting redoes only the meta init's runs.
+    runs = work / "adapt_runs"
+    results = adapt_experiment(params, clean, tokenizer, work / "train", work / "meta", print, run_cache=runs)
     timings["adapt"] = round(time.monotonic() - t)
     matched = None
     if args.matched_transfer:
         t = time.monotonic()
         only_transfer = parse_params(with_overrides(PRESETS[preset], args.set + ["adapt.inits=[transfer]"]))
         matched = {"steps": matched_steps, "results": adapt_experiment(
-            only_transfer, clean, tokenizer, work / "train_matched", work / "meta", print)}
+            only_transfer, clean, tokenizer, work / "train_matched", work / "meta", print, run_cache=runs)}
         timings["adapt_matched"] = round(time.monotonic() - t)
     n_params = int(train_metrics.get("parameters") or 0)
     write_json(work / "results.json", {"adapt": results, "train": train_metrics, "meta": meta_metrics,

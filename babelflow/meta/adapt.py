@@ -167,6 +167,77 @@ def finetune_init(params: Params, source: str | Path | None, tokenizer: Any, poo
     return model, tuned
 
 
+def adapt_run(params: Params, source: str | Path | None, tokenizer: Any, pool: Sequence[Any], k: int,
+              seed: int, device: torch.device, dev_score: Callable[[nn.Module], float] | None,
+              srcs: list[str], refs: list[str], lang: str) -> dict:
+    """One fine-tuning run scored on test: BLEU / chrF++ of the weights kept, and with dev selection
+    on, the step kept, its dev score (as the metric reads: BLEU up, loss down) and the last step's BLEU."""
+    cfg, ev = params.adapt, params.evaluate
+    model, tuned = finetune_init(params, source, tokenizer, pool, k, seed, device, dev_score)
+    s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
+    run: dict = {"last_loss": round(tuned.last_loss, 5)}
+    if tuned.best_state is not None:
+        # As the metric reads: what a choice between settings, e.g. two meta-learning
+        # configurations, may look at instead of test scores.
+        run.update(best_step=tuned.best_step, bleu_last=round(last["bleu"], 4),
+                   dev_kept=-tuned.best_score if cfg.select_metric == "dev_bleu" else tuned.best_score)
+        if tuned.best_step != cfg.steps:
+            model.load_state_dict(tuned.best_state)
+            s = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
+    run.update(bleu=round(s["bleu"], 4), chrf=round(s["chrf"], 4), signatures=s["signatures"])
+    return run
+
+
+def run_key(params: Params, source: str | Path | None, tokenizer: Any, k: int, seed: int, lang: str,
+            clean_dir: str | Path) -> str:
+    """A hash of what one adaptation run's scores depend on: the init's weights (or the random init's
+    model config), the tokenizer, the held-out pair's clean files, the adapt / evaluate / training
+    settings, K, seed, torch and the CPU (float results differ between instruction sets)."""
+    from babelflow.io import fingerprint_of, sha256_file
+
+    pair = Path(clean_dir) / params.languages.pair(lang)
+    adapt = params.adapt.model_dump(exclude={"k", "seeds", "inits", "enabled"})
+    init = (sha256_file(Path(source) / "model.safetensors") if source is not None
+            else params.model.model_dump())
+    return fingerprint_of(
+        "adapt-run/1", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
+            p.name for p in pair.glob("*.src")) + sorted(p.name for p in pair.glob("*.tgt"))},
+        adapt, params.evaluate.model_dump(), params.train.model_dump(
+            include={"label_smoothing", "clip_norm", "bf16", "max_len", "device", "threads"}),
+        k, seed, lang, torch.__version__, _cpu_flags())
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def cached_run(params: Params, source: str | Path | None, tokenizer: Any, pool: Sequence[Any], k: int, seed: int,
+               device: torch.device, dev_score: Callable[[nn.Module], float] | None, srcs: list[str],
+               refs: list[str], lang: str, run_cache: str | Path | None, clean_dir: str | Path) -> dict:
+    """`adapt_run`, or its scores from `run_cache` when the same run was done before."""
+    if run_cache is None:
+        return adapt_run(params, source, tokenizer, pool, k, seed, device, dev_score, srcs, refs, lang)
+    import json
+
+    from babelflow.io import write_json
+
+    path = Path(run_cache) / f"{run_key(params, source, tokenizer, k, seed, lang, clean_dir)}.json"
+    if path.is_file():
+        return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
+    run = adapt_run(params, source, tokenizer, pool, k, seed, device, dev_score, srcs, refs, lang)
+    write_json(path, run)
+    return run
+
+
 def adapt_experiment(
     params: Params,
     clean_dir: str | Path,
@@ -174,8 +245,12 @@ def adapt_experiment(
     train_dir: str | Path | None,
     meta_dir: str | Path | None,
     log: logging.Logger | None = None,
+    run_cache: str | Path | None = None,
 ) -> dict:
-    """Run the experiment; returns the content of results.json (see module docstring)."""
+    """Run the experiment; returns the content of results.json (see module docstring).
+
+    `run_cache` (benchmarks): a folder where each fine-tuning run's scores are kept under a hash of
+    everything it depends on, so a rerun that changes one init (or adds seeds) redoes only those runs."""
     from babelflow.data import load_examples, read_parallel
 
     log = as_logger(log or _log)
@@ -196,6 +271,7 @@ def adapt_experiment(
            if cfg.select_every else {}),
     }, "summary": []}
     t0 = time.monotonic()
+    reused = 0
     for lang in params.languages.heldout:
         pair = params.languages.pair(lang)
         pool = load_examples(clean_dir, pair, "train", tokenizer, params.train.max_len)
@@ -215,27 +291,22 @@ def adapt_experiment(
             for init in cfg.inits:
                 bleus, chrfs, losses, last_bleus, best_steps, dev_kept = [], [], [], [], [], []
                 for seed in cfg.seeds:
-                    model, tuned = finetune_init(params, sources.get(init), tokenizer, pool, k, seed,
-                                                 device, dev_score)
-                    losses.append(tuned.last_loss)
-                    s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
-                    if tuned.best_state is not None:
-                        best_steps.append(tuned.best_step)
-                        # As the metric reads (BLEU up, loss down): what a choice between settings,
-                        # e.g. two meta-learning configurations, may look at instead of test scores.
-                        dev_kept.append(-tuned.best_score if cfg.select_metric == "dev_bleu" else tuned.best_score)
-                        last_bleus.append(round(last["bleu"], 4))
-                        if tuned.best_step != cfg.steps:
-                            model.load_state_dict(tuned.best_state)
-                            s = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
-                    results["signatures"].setdefault(lang, s["signatures"])
-                    bleus.append(round(s["bleu"], 4))
-                    chrfs.append(round(s["chrf"], 4))
-                    log.info("adapt %s K=%d %s seed=%d: BLEU %.2f chrF++ %.2f%s", pair, k, init, seed,
-                             s["bleu"], s["chrf"],
-                             "" if tuned.best_state is None else
-                             f" (dev-selected step {tuned.best_step}; last step {last['bleu']:.2f} BLEU)")
-                    del model, tuned
+                    run = cached_run(params, sources.get(init), tokenizer, pool, k, seed, device, dev_score,
+                                     srcs, refs, lang, run_cache, clean_dir)
+                    reused += bool(run.get("cached"))
+                    losses.append(run["last_loss"])
+                    if "best_step" in run:
+                        best_steps.append(run["best_step"])
+                        dev_kept.append(run["dev_kept"])
+                        last_bleus.append(run["bleu_last"])
+                    results["signatures"].setdefault(lang, run["signatures"])
+                    bleus.append(run["bleu"])
+                    chrfs.append(run["chrf"])
+                    log.info("adapt %s K=%d %s seed=%d: BLEU %.2f chrF++ %.2f%s%s", pair, k, init, seed,
+                             run["bleu"], run["chrf"],
+                             "" if "best_step" not in run else
+                             f" (dev-selected step {run['best_step']}; last step {run['bleu_last']:.2f} BLEU)",
+                             " [cached]" if run.get("cached") else "")
                 bm, bs = _stats(bleus)
                 cm, cs = _stats(chrfs)
                 row[init] = {"bleu_mean": round(bm, 4), "bleu_std": round(bs, 4), "chrf_mean": round(cm, 4),
@@ -265,6 +336,8 @@ def adapt_experiment(
         results["languages"][lang] = {"pair": pair, "test_sentences": len(test),
                                       "train_pool": len(pool), "k": per_k}
     results["wall_s"] = round(time.monotonic() - t0, 2)
+    if run_cache is not None:
+        results["runs_reused"] = reused
     return results
 
 

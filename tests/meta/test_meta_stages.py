@@ -169,3 +169,42 @@ def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(
     tokenizer = Tokenizer(paths.tokenizer / "spm.model")
     with pytest.raises(InputError, match=r"en-cs/dev\.src"):
         adapt_experiment(selecting, clean, tokenizer, paths.train, paths.meta)
+
+
+def test_adapt_run_cache_redoes_only_the_runs_whose_inputs_changed(project, tmp_path):
+    import shutil
+
+    from babelflow.meta.adapt import adapt_experiment
+    from babelflow.models import build_model, save_model
+    from babelflow.tokenizer import Tokenizer
+    from tasks import meta
+
+    params, paths = project
+    if not (paths.meta / "model.json").is_file():
+        meta.run(params, paths)
+    raw = {**PARAMS, "adapt": {**PARAMS["adapt"], "k": [10], "steps": 2, "select_every": 1, "seeds": [1]}}
+    selecting = parse_params(raw)
+    tokenizer = Tokenizer(paths.tokenizer / "spm.model")
+    meta_dir = tmp_path / "meta"
+    shutil.copytree(paths.meta, meta_dir)
+    cache = tmp_path / "runs"
+
+    def run(p):
+        lines: list[str] = []
+        out = adapt_experiment(p, paths.clean, tokenizer, paths.train, meta_dir, lines.append, run_cache=cache)
+        out.pop("wall_s")
+        return out, [line for line in lines if line.startswith("adapt ")]
+
+    first, lines = run(selecting)
+    assert len(lines) == 3 and not any("[cached]" in line for line in lines) and first.pop("runs_reused") == 0
+    again, lines = run(selecting)
+    assert again.pop("runs_reused") == 3
+    assert again == first and all(line.endswith("[cached]") for line in lines)
+    # New meta weights: only the meta run is redone; another seed: only that seed's runs.
+    torch.manual_seed(123)
+    save_model(build_model(params.model, tokenizer.vocab_size), meta_dir)
+    _, lines = run(selecting)
+    assert [("[cached]" in line, " meta " in line) for line in lines] == [(True, False), (True, False), (False, True)]
+    _, lines = run(parse_params({**raw, "adapt": {**raw["adapt"], "seeds": [1, 2]}}))
+    assert sum("[cached]" not in line for line in lines) == 3 and all(
+        "seed=2" in line for line in lines if "[cached]" not in line)
