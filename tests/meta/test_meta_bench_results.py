@@ -120,11 +120,12 @@ def test_render_compares_meta_with_the_budget_matched_transfer():
             for k in (500, 2000)}
     matched_rows = {"500": {"transfer": _entry([3.9, 4.1], last=[3.9, 4.1])},
                     "2000": {"transfer": _entry([3.3, 3.5], last=[3.6, 3.8])}}
-    results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}},
+    results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}}, "runs_reused": 4,
                "signatures": {"cs": {"bleu": "B", "chrf": "C"}}, "budget": {"device": "cpu"}}
     body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1}, {"query_loss_first": 1, "query_loss_last": 1},
-                        {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {}, 1,
-                        {"steps": 2000, "results": {"languages": {"cs": {"k": matched_rows}}}})
+                        {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {"adapt": 9}, 1,
+                        {"steps": 2000, "results": {"languages": {"cs": {"k": matched_rows}}, "runs_reused": 2}})
+    assert "wall time adapt 9 s (6 fine-tuning runs reused from an earlier run with the same inputs)" in body
     assert "continued to 2000 steps (4,096,000 padded tokens" in body and "en->de 2.50" in body
     assert "| 500 | 3.10 ± 0.10 | 4.00 ± 0.10 | 4.50 ± 0.10 | +0.50 | +0.60 |" in body
     assert "| 2000 | 3.10 ± 0.10 | 3.40 ± 0.10 | 4.50 ± 0.10 | +1.10 | +0.90 |" in body
