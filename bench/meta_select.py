@@ -56,6 +56,18 @@ def variant_params(preset: str, overrides: list[str]):
     return params
 
 
+def meta_settings(params) -> dict:
+    """What a meta-learned init depends on (not how often it is checkpointed)."""
+    return params.meta.model_dump(exclude={"checkpoint_every", "resume", "enabled"})
+
+
+def describe(meta: dict | None) -> str:
+    if meta is None:
+        return "-"
+    return (f"{meta['algorithm']} {meta['meta_steps']} x {meta['tasks_per_step']} tasks x {meta['inner_steps']} "
+            f"inner {meta['inner_optimizer']} (lr {meta['inner_lr']:g}), outer lr {meta['outer_lr']:g}")
+
+
 def _mean_std(values: list[float]) -> dict:
     return {"mean": round(statistics.fmean(values), 4),
             "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": values}
@@ -108,7 +120,9 @@ def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[i
         raise SystemExit("the preset's adapt selects nothing on dev (adapt.select_every 0): nothing to compare")
     clean, folder = work / "clean", work / "select" / name
     tokenizer = Tokenizer(work / "tokenizer" / "spm.model", max_placeholders=params.tokenizer.max_placeholders)
-    key = {"overrides": overrides, "k": ks, "seeds": list(params.adapt.seeds)}
+    trained_meta = name not in REFS or name == "meta"
+    key = {"overrides": overrides, "k": ks, "seeds": list(params.adapt.seeds),
+           "meta": meta_settings(params) if trained_meta else None}
     cache = folder / "dev.json"
     if cache.is_file():
         done = json.loads(cache.read_text(encoding="utf-8"))
@@ -125,7 +139,6 @@ def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[i
     scores = score_init(params, init_dir, clean, tokenizer, ks, log)
     from babelflow.io import write_json
 
-    trained_meta = name not in REFS or name == "meta"
     result = {"key": key, "name": name, "padded_tokens": meta_padded_tokens(params.meta) if trained_meta else None,
               "query_loss": [meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]] if meta_metrics else None,
               "wall_s": round(time.monotonic() - t), **scores}
@@ -137,22 +150,23 @@ def render(preset: str, rows: list[dict], ks: list[int]) -> str:
     params = parse_params(PRESETS[preset])
     a = params.adapt
     metric = "dev BLEU" if a.select_metric == "dev_bleu" else "dev loss"
-    head = ("| init | meta settings changed | de/fr tokens added | de / fr dev BLEU of the init | "
+    head = ("| init | meta-learning | de/fr tokens added | de / fr dev BLEU of the init | "
             + " | ".join(f"cs {metric} kept, K={k}" for k in ks) + " | "
             + " | ".join(f"cs {metric} last step, K={k}" for k in ks) + " |")
     out = [
         f"- Machine: {cpu_description()}; date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} (UTC).",
-        f"- Command: one `python bench/meta_select.py --preset {preset} ...` per variant (the overrides are "
-        f"in the table), then `--report`. Inits and adaptation as in the section above ({a.steps} AdamW steps, "
-        f"lr {a.lr}, seeds {list(a.seeds)}, kept: the best {metric} on "
-        f"{f'the first {a.select_sentences}' if a.select_sentences else 'all'} cs dev sentences). Only the cs dev split is read: these numbers choose a setting, the test split then "
-        "scores the chosen one in the section above.",
+        f"- Command: one `python bench/meta_select.py --preset {preset} --variant NAME meta.KEY=VALUE ...` per "
+        "variant (its settings are in the table; a `meta` row is the preset's own init), then `--report`. "
+        f"Inits and adaptation as in the section above ({a.steps} AdamW steps, lr {a.lr}, seeds {list(a.seeds)}, "
+        f"kept: the best {metric} on {f'the first {a.select_sentences}' if a.select_sentences else 'all'} cs dev "
+        "sentences). Only the cs dev split is read: these numbers choose a setting, the test split then scores "
+        "the chosen one in the section above.",
         "",
         head,
         "|" + "---|" * (4 + 2 * len(ks)),
     ]
     for r in rows:
-        changed = ", ".join(r["key"]["overrides"]) or ("(preset)" if r["name"] == "meta" else "-")
+        changed = describe(r["key"].get("meta"))
         dev = " / ".join(f"{v:.2f}" for v in r["init_dev_bleu"].values()) or "-"
         cells = [f"{r['k'][str(k)][which]['mean']:.2f} ± {r['k'][str(k)][which]['std']:.2f}"
                  for which in ("kept", "last") for k in ks]

@@ -65,10 +65,10 @@ def test_verdict_on_the_last_step_reads_the_last_step_scores():
 
 
 def test_set_overrides_one_value_and_leaves_the_preset_alone():
-    out = bench.with_overrides(bench.CPU, ["meta.meta_steps=200", "meta.algorithm=fomaml", "adapt.seeds=[3]"])
-    assert out["meta"]["meta_steps"] == 200 and out["meta"]["algorithm"] == "fomaml"
+    out = bench.with_overrides(bench.CPU, ["meta.meta_steps=300", "meta.algorithm=fomaml", "adapt.seeds=[3]"])
+    assert out["meta"]["meta_steps"] == 300 and out["meta"]["algorithm"] == "fomaml"
     assert out["adapt"]["seeds"] == [3] and out["meta"]["inner_steps"] == bench.CPU["meta"]["inner_steps"]
-    assert bench.CPU["meta"]["meta_steps"] == 100
+    assert bench.CPU["meta"]["meta_steps"] == 200
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bench.with_overrides(bench.CPU, ["meta.meta_steps"])
 

@@ -17,8 +17,8 @@ _spec.loader.exec_module(select)
 
 def test_fomaml_counts_the_query_batches_it_trains_on():
     reptile = select.variant_params("cpu", [])
-    fomaml = select.variant_params("cpu", ["meta.algorithm=fomaml", "meta.meta_steps=90"])
-    assert select.meta_padded_tokens(reptile.meta) == 100 * 2 * 10 * 1024
+    fomaml = select.variant_params("cpu", ["meta.algorithm=fomaml", "meta.meta_steps=90", "meta.inner_steps=10"])
+    assert select.meta_padded_tokens(reptile.meta) == 200 * 2 * 5 * 1024
     assert select.meta_padded_tokens(fomaml.meta) == 90 * 2 * (10 * 1024 + 1024)
 
 
@@ -26,12 +26,19 @@ def test_variant_over_the_matched_budget_is_refused():
     with pytest.raises(SystemExit, match="more than the preset's 2,048,000"):
         select.variant_params("cpu", ["meta.algorithm=fomaml"])  # 100 steps x 11 batches > 100 x 10
     with pytest.raises(SystemExit, match="more than"):
-        select.variant_params("cpu", ["meta.meta_steps=101"])
+        select.variant_params("cpu", ["meta.meta_steps=201"])
 
 
 def test_variant_may_not_change_the_adaptation():
     with pytest.raises(SystemExit, match="only meta"):
         select.variant_params("cpu", ["adapt.steps=400"])
+
+
+META = select.meta_settings(select.variant_params("cpu", []))
+
+
+def test_cache_key_settings_leave_out_checkpointing():
+    assert "checkpoint_every" not in META and META["meta_steps"] == 200 and META["inner_steps"] == 5
 
 
 def _scores(kept: float, last: float) -> dict:
@@ -43,16 +50,19 @@ def test_report_lists_every_init_with_its_dev_scores():
     rows = [
         {"name": "transfer", "key": {"overrides": []}, "padded_tokens": None, "init_dev_bleu": {"de": 12.0, "fr": 17.4},
          "k": {"500": _scores(4.07, 4.0), "2000": _scores(4.25, 4.2)}},
-        {"name": "meta", "key": {"overrides": []}, "padded_tokens": 2_048_000, "init_dev_bleu": {"de": 10.0, "fr": 11.7},
+        {"name": "meta", "key": {"overrides": [], "meta": META}, "padded_tokens": 2_048_000, "init_dev_bleu": {"de": 10.0, "fr": 11.7},
          "k": {"500": _scores(4.3, 4.1), "2000": _scores(5.2, 5.1)}},
-        {"name": "fomaml", "key": {"overrides": ["meta.algorithm=fomaml"]}, "padded_tokens": 2_027_520,
+        {"name": "fomaml", "key": {"overrides": ["meta.algorithm=fomaml"], "meta": {**META, "algorithm": "fomaml",
+                                                                                  "meta_steps": 90}},
+         "padded_tokens": 2_027_520,
          "init_dev_bleu": {"de": 9.0, "fr": 10.0}, "k": {"500": _scores(6.0, 5.5), "2000": _scores(7.0, 6.5)}},
     ]
     body = select.render("cpu", rows, [500, 2000])
     assert "| cs dev BLEU kept, K=500 | cs dev BLEU kept, K=2000 | cs dev BLEU last step, K=500 |" in body
     assert "| transfer | - | - | 12.00 / 17.40 | 4.07 ± 0.50 | 4.25 ± 0.50 | 4.00 ± 0.25 | 4.20 ± 0.25 |" in body
-    assert "| meta | (preset) | 2,048,000 | 10.00 / 11.70 |" in body
-    assert "| fomaml | meta.algorithm=fomaml | 2,027,520 | 9.00 / 10.00 | 6.00 ± 0.50 | 7.00 ± 0.50 |" in body
+    assert "| meta | reptile 200 x 2 tasks x 5 inner adam (lr 0.001), outer lr 0.5 | 2,048,000 | 10.00 / 11.70 |" in body
+    assert ("| fomaml | fomaml 90 x 2 tasks x 5 inner adam (lr 0.001), outer lr 0.5 | 2,027,520 | 9.00 / 10.00 | "
+            "6.00 ± 0.50 | 7.00 ± 0.50 |") in body
     assert "Only the cs dev split is read" in body
 
 
