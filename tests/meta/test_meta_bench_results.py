@@ -126,6 +126,9 @@ def test_render_compares_meta_with_the_budget_matched_transfer():
                         {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {"adapt": 9}, 1,
                         {"steps": 2000, "results": {"languages": {"cs": {"k": matched_rows}}, "runs_reused": 2}})
     assert "wall time adapt 9 s (6 fine-tuning runs reused from an earlier run with the same inputs)" in body
+    # Per seed: meta [4.4, 4.6] against transfer [3.0, 3.2] is +1.4 on both seeds (no spread).
+    assert "| K | meta - transfer | meta - matched transfer |" in body
+    assert "| 500 | +1.40 [+1.40, +1.40], 2/2 | +0.50 [+0.50, +0.50], 2/2 |" in body
     assert "continued to 2000 steps (4,096,000 padded tokens" in body and "en->de 2.50" in body
     assert "| 500 | 3.10 ± 0.10 | 4.00 ± 0.10 | 4.50 ± 0.10 | +0.50 | +0.60 |" in body
     assert "| 2000 | 3.10 ± 0.10 | 3.40 ± 0.10 | 4.50 ± 0.10 | +1.10 | +0.90 |" in body
@@ -133,3 +136,10 @@ def test_render_compares_meta_with_the_budget_matched_transfer():
     assert "(meta >= transfer + 1 BLEU at K = 500 and 2000): **met**" in body
     assert ("The goal against the budget-matched transfer: not met. K=500: meta - matched = +0.50 BLEU (< +1); "
             "K=2000: meta - matched = +1.10 BLEU (≥ +1).") in body
+
+
+def test_paired_difference_has_a_t_interval_and_counts_wins():
+    # d = [1, 2, 3]: mean 2, sd 1, half-width t(2) 4.303 / sqrt(3) = 2.484
+    assert bench.paired([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == "+2.00 [-0.48, +4.48], 3/3"
+    assert bench.paired([1.0, 1.0], [2.0, 0.5]) == "-0.25 [-9.78, +9.28], 1/2"
+    assert bench.paired([1.5], [1.0]) == "+0.50 (one seed)"
