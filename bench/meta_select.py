@@ -111,6 +111,18 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
     return out
 
 
+def cache_key(name: str, overrides: list[str], params, ks: list[int], work: Path) -> dict:
+    """What a row's scores depend on besides the adaptation code: its meta settings, K, seeds and the
+    weights it starts from (a reference init's own, or the transfer init a variant meta-trains from),
+    so retraining either cannot pass old scores off as the new init's."""
+    from babelflow.io import sha256_file
+
+    trained_meta = name not in REFS or name == "meta"
+    start = work / (REFS[name] if name in REFS else "train") / "model.safetensors"
+    return {"overrides": overrides, "k": ks, "seeds": list(params.adapt.seeds),
+            "meta": meta_settings(params) if trained_meta else None, "start_sha256": sha256_file(start)}
+
+
 def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[int], log) -> dict:
     from babelflow.meta.train import meta_train
     from babelflow.tokenizer import Tokenizer
@@ -120,9 +132,7 @@ def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[i
         raise SystemExit("the preset's adapt selects nothing on dev (adapt.select_every 0): nothing to compare")
     clean, folder = work / "clean", work / "select" / name
     tokenizer = Tokenizer(work / "tokenizer" / "spm.model", max_placeholders=params.tokenizer.max_placeholders)
-    trained_meta = name not in REFS or name == "meta"
-    key = {"overrides": overrides, "k": ks, "seeds": list(params.adapt.seeds),
-           "meta": meta_settings(params) if trained_meta else None}
+    key = cache_key(name, overrides, params, ks, work)
     cache = folder / "dev.json"
     if cache.is_file():
         done = json.loads(cache.read_text(encoding="utf-8"))
@@ -139,8 +149,10 @@ def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[i
     scores = score_init(params, init_dir, clean, tokenizer, ks, log)
     from babelflow.io import write_json
 
-    result = {"key": key, "name": name, "padded_tokens": meta_padded_tokens(params.meta) if trained_meta else None,
-              "query_loss": [meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]] if meta_metrics else None,
+    result = {"key": key, "name": name,
+              "padded_tokens": meta_padded_tokens(params.meta) if key["meta"] is not None else None,
+              "query_loss": ([meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]]
+                             if meta_metrics else None),
               "wall_s": round(time.monotonic() - t), **scores}
     write_json(cache, result)
     return result
@@ -181,7 +193,9 @@ def main() -> None:
     ap.add_argument("--preset", choices=["cpu", "gpu", "smoke"], default="cpu")
     ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [meta.KEY=VALUE ...]",
                     help="a meta-learning variant: a name, then the preset's meta values it changes")
-    ap.add_argument("--refs", action="store_true", help="also score the transfer and budget-matched transfer inits")
+    ap.add_argument("--refs", action="store_true",
+                    help="also score the inits meta_multi30k.py built: transfer, budget-matched transfer and "
+                         "the preset's meta")
     ap.add_argument("--k", nargs="+", type=int, default=list(GOAL_KS))
     ap.add_argument("--report", action="store_true",
                     help="render every variant scored so far into --results")

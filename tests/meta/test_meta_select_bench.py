@@ -69,3 +69,20 @@ def test_report_lists_every_init_with_its_dev_scores():
 def test_scoring_reads_no_test_file():
     source = (_ROOT / "bench" / "meta_select.py").read_text(encoding="utf-8")
     assert "test.src" not in source and "test.tgt" not in source and "score_on_test" not in source
+
+
+def test_cache_key_follows_the_start_weights_and_meta_settings(tmp_path):
+    for folder in ("train", "train_matched"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.safetensors").write_bytes(b"weights of " + folder.encode())
+    params = select.variant_params("cpu", [])
+    variant = select.cache_key("v", ["meta.meta_steps=100"], select.variant_params("cpu", ["meta.meta_steps=100"]),
+                               [500], tmp_path)
+    transfer = select.cache_key("transfer", [], params, [500], tmp_path)
+    matched = select.cache_key("matched", [], params, [500], tmp_path)
+    assert variant["meta"]["meta_steps"] == 100 and transfer["meta"] is None
+    assert variant["start_sha256"] == transfer["start_sha256"] != matched["start_sha256"]
+    (tmp_path / "train" / "model.safetensors").write_bytes(b"retrained")  # a new transfer init
+    assert select.cache_key("transfer", [], params, [500], tmp_path) != transfer
+    assert select.cache_key("v", ["meta.meta_steps=100"], select.variant_params("cpu", ["meta.meta_steps=100"]),
+                            [500], tmp_path) != variant
