@@ -76,10 +76,8 @@ def _mean_std(values: list[float]) -> dict:
 def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[int], log) -> dict:
     """The cs dev score (`adapt.select_metric`, as it reads: BLEU or loss) of the weights the adaptation
     keeps and of its last step, per K over the seeds; plus the init's own de/fr dev BLEU."""
-    import torch
-
     from babelflow.data import load_examples, read_parallel
-    from babelflow.meta.adapt import dev_scorer, finetune_init
+    from babelflow.meta.adapt import dev_reading, dev_scorer, finetune_init
     from babelflow.meta.train import resolve_device
     from babelflow.models import load_model
     from babelflow.train import dev_bleu
@@ -88,8 +86,8 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
     pair = params.languages.pair("cs")
     pool = load_examples(clean, pair, "train", tokenizer, params.train.max_len)
     ranked = dev_scorer(params, pair, "cs", clean, tokenizer, device)
-    sign = -1.0 if params.adapt.select_metric == "dev_bleu" else 1.0  # the scorer ranks lower-is-better
-    out: dict = {"metric": params.adapt.select_metric, "init_dev_bleu": {}, "k": {}}
+    metric = params.adapt.select_metric
+    out: dict = {"metric": metric, "init_dev_bleu": {}, "k": {}}
     if init_dir is not None:
         model = load_model(init_dir, device)
         for lang in params.languages.targets:
@@ -100,11 +98,10 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
         kept, last, steps = [], [], []
         for seed in params.adapt.seeds:
             model, tuned = finetune_init(params, init_dir, tokenizer, pool, k, seed, device, ranked)
-            with torch.no_grad():
-                last.append(round(sign * ranked(model), 4))
-            kept.append(round(sign * tuned.best_score, 4))
+            last.append(round(dev_reading(metric, ranked(model)), 4))  # the scorers decode without grad
+            kept.append(round(dev_reading(metric, tuned.best_score), 4))
             steps.append(tuned.best_step)
-            log(f"  K={k} seed={seed}: cs {params.adapt.select_metric} kept {kept[-1]:.2f} (step {steps[-1]}), "
+            log(f"  K={k} seed={seed}: cs {metric} kept {kept[-1]:.2f} (step {steps[-1]}), "
                 f"last step {last[-1]:.2f}")
             del model, tuned
         out["k"][str(k)] = {"kept": _mean_std(kept), "last": _mean_std(last), "steps": steps}

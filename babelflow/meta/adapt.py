@@ -131,6 +131,11 @@ def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, toke
     return lambda model: dev_loss(model, batcher, device, lambda: autocast_for(device, params.train.bf16))
 
 
+def dev_reading(select_metric: str, ranked: float) -> float:
+    """A `dev_scorer` score (lower is better) as its metric reads: BLEU back up, loss as is."""
+    return -ranked if select_metric == "dev_bleu" else ranked
+
+
 def _stats(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -180,7 +185,7 @@ def adapt_run(params: Params, source: str | Path | None, tokenizer: Any, pool: S
         # As the metric reads: what a choice between settings, e.g. two meta-learning
         # configurations, may look at instead of test scores.
         run.update(best_step=tuned.best_step, bleu_last=round(last["bleu"], 4),
-                   dev_kept=-tuned.best_score if cfg.select_metric == "dev_bleu" else tuned.best_score)
+                   dev_kept=dev_reading(cfg.select_metric, tuned.best_score))
         if tuned.best_step != cfg.steps:
             model.load_state_dict(tuned.best_state)
             s = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
