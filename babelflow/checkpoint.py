@@ -21,9 +21,10 @@ from torch import nn
 
 from babelflow import failpoints
 from babelflow.errors import IntegrityError
-from babelflow.io import atomic_dir, fingerprint_of  # noqa: F401  (re-exported for train and meta)
+from babelflow.io import atomic_dir, fingerprint_of, sha256_file
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
+PACKAGE = Path(__file__).resolve().parent
 
 
 def rng_state() -> dict:
@@ -81,22 +82,74 @@ def _canonical(obj):
     return obj
 
 
-def resumable(ckpt_dir: str | Path, fingerprint: str, log=None) -> list[Path]:
-    """The checkpoints a run with `fingerprint` may resume from, oldest first.
+def _step(path: Path) -> int:
+    return int(STEP_RE.match(path.name).group(1))
 
-    Checkpoints persist across DVC runs, so after a change of params or data the folder holds
-    another run's state; resuming it would mix two runs (or fail on a shape mismatch). Those are
-    deleted, with a log line, and the run starts over.
+
+def code_fingerprint(package: str | Path = PACKAGE) -> dict:
+    """The code a training result depends on: every source file of the babelflow package, and torch.
+
+    The whole package, not just the modules imported when training starts: some are imported later
+    (decode for dev BLEU), and which ones are imported depends on the caller (a DVC stage process, a
+    Prefect flow, a test), so the key would depend on who ran it. An edit elsewhere in the package
+    only costs an interrupted run its resume, never a stale result. tasks/ is left out: its stage
+    modules only wire paths to these functions.
+    """
+    package = Path(package)
+    files = {f.relative_to(package).as_posix(): sha256_file(f) for f in sorted(package.rglob("*.py"))}
+    return {"torch": torch.__version__, "files": files}
+
+
+def run_fingerprint(clean_dir: str | Path, pairs, tokenizer, *params) -> str:
+    """The key of a training run's checkpoints: everything its result depends on, i.e. the code, the
+    clean files of `pairs`, the tokenizer (its model and placeholder limit) and `params`, the
+    caller's result-changing params: operational knobs stay out, and so does the step count when
+    nothing before the last step depends on it (`resumable` handles a changed one)."""
+    data = {pair: {f.name: sha256_file(f) for f in sorted(Path(clean_dir, pair).glob("*.src"))
+                   + sorted(Path(clean_dir, pair).glob("*.tgt"))} for pair in pairs}
+    return fingerprint_of(code_fingerprint(), data, sha256_file(tokenizer.path), tokenizer.max_placeholders,
+                          *params)
+
+
+def resumable(ckpt_dir: str | Path, fingerprint: str, max_steps: int, log=None, *, resume: bool = True,
+              whole_history: bool = False) -> list[Path]:
+    """The checkpoints a run with `fingerprint` ending at step `max_steps` may resume from, oldest
+    first. Every other checkpoint is deleted, with a log line, so none of them can be resumed,
+    averaged, or outlive the run's own ones in `save_checkpoint`'s pruning.
+
+    Checkpoints persist across DVC runs, so the folder may hold another run's state: of other code,
+    data or params (another fingerprint: start over), or of a run with another step count, which the
+    fingerprint leaves out so a longer run continues a shorter one. Of those, a state is kept only
+    if this run passes through it too: at most `max_steps`, and not a run's last state whose end did
+    work a run going on would not do there (`state["run_end"]`: a last log row, validation or
+    checkpoint off their grid) unless this run ends there too. `whole_history`: the run also reads
+    earlier checkpoints (weight averaging), which the longer run has pruned, so it starts over
+    rather than resume after a newer checkpoint had to go. `resume=False` deletes them all.
     """
     found = checkpoints(ckpt_dir)
     if not found:
         return []
-    probe = _load_state(found[-1])
-    if probe.get("fingerprint", "") == fingerprint:
-        return found
+    if not resume:
+        return _discard(found, f"resume is off: deleting the checkpoints in {ckpt_dir}; starting over", log)
+    if _load_state(found[-1], probe=True).get("fingerprint", "") != fingerprint:
+        return _discard(found, f"checkpoints in {ckpt_dir} belong to other params, data or code; starting over",
+                        log)
+    kept = [p for p in found if _step(p) <= max_steps]
+    while kept and _step(kept[-1]) != max_steps and _load_state(kept[-1], probe=True).get("run_end", False):
+        kept.pop()
+    if len(kept) < len(found) and whole_history:
+        kept = []
+    if len(kept) < len(found):
+        _discard(found[len(kept):], f"checkpoints {', '.join(p.name for p in found[len(kept):])} in {ckpt_dir} "
+                 f"are not on the way of a {max_steps}-step run; " + (f"going on from {kept[-1].name}" if kept
+                                                                     else "starting over"), log)
+    return kept
+
+
+def _discard(paths: list[Path], why: str, log) -> list[Path]:
     if log is not None:
-        log(f"checkpoints in {ckpt_dir} belong to other params or data; starting over")
-    for old in found:
+        log(why)
+    for old in paths:
         shutil.rmtree(old, ignore_errors=True)
     return []
 
@@ -126,12 +179,13 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _load_state(path: Path) -> dict:
+def _load_state(path: Path, probe: bool = False) -> dict:
     # weights_only=True: a state file never unpickles arbitrary objects; one that tries (tampered)
     # or is corrupt is an IntegrityError naming the checkpoint. CPU first: RNG states must stay CPU
-    # tensors; the optimizer moves its state to the params.
+    # tensors; the optimizer moves its state to the params. A probe for a flag maps the tensors
+    # instead of reading them (the optimizer state is twice the model).
     try:
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True, mmap=probe)
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise IntegrityError(f"{path}: unreadable checkpoint state ({_first_line(exc)}); "
                              "delete it to start over") from None

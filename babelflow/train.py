@@ -19,12 +19,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from babelflow.checkpoint import (average_weights, checkpoints, fingerprint_of, load_checkpoint, resumable, rng_state,
+from babelflow.checkpoint import (average_weights, checkpoints, load_checkpoint, resumable, rng_state, run_fingerprint,
                                   save_checkpoint, set_rng_state)
 from babelflow.config import Params, TrainConfig
 from babelflow.data import TokenBatcher, load_examples, read_parallel
 from babelflow.errors import InputError
-from babelflow.io import sha256_file, write_json, write_text
+from babelflow.io import write_json, write_text
 from babelflow.loss import token_cross_entropy
 
 CURVE_COLUMNS = ["step", "train_loss", "lr", "dev_loss", "dev_bleu"]
@@ -119,15 +119,14 @@ _OPERATIONAL = {"resume", "checkpoint_every", "keep_checkpoints", "threads", "de
 
 
 def _fingerprint(params: Params, clean_dir: Path, tokenizer) -> str:
-    train = {k: v for k, v in params.train.model_dump().items() if k not in _OPERATIONAL}
+    # Averaging reads the last checkpoints, so which steps have one is part of the result then.
+    operational = _OPERATIONAL - ({"checkpoint_every", "keep_checkpoints"} if params.train.average_last > 1 else set())
+    train = {k: v for k, v in params.train.model_dump().items() if k not in operational}
     if train["schedule"] != "cosine":
         train.pop("max_steps")  # extending a run continues it; only cosine's curve depends on the end
-    data = {}
-    for lang in params.languages.targets:
-        folder = Path(clean_dir) / params.languages.pair(lang)
-        data[lang] = [sha256_file(f) for f in sorted(folder.glob("*.src")) + sorted(folder.glob("*.tgt"))]
-    return fingerprint_of(params.seed, params.languages.model_dump(), params.model.model_dump(), train, data,
-                          sha256_file(tokenizer.path))
+    pairs = [params.languages.pair(lang) for lang in params.languages.targets]
+    return run_fingerprint(clean_dir, pairs, tokenizer, params.seed, params.languages.model_dump(),
+                           params.model.model_dump(), train)
 
 
 def _default_save(model: nn.Module, out_dir: Path) -> None:
@@ -200,12 +199,14 @@ def train_model(
 
     step = 0
     tokens_seen = 0
+    window_loss = window_tokens = 0.0  # the train loss since the last curve row
     curve: list[dict] = []
     best: float | None = None
     bad_validations = 0
     stopped_early = False
     fingerprint = _fingerprint(params, clean_dir, tokenizer)
-    found = resumable(ckpt_dir, fingerprint, log) if cfg.resume else []
+    found = resumable(ckpt_dir, fingerprint, cfg.max_steps, log, resume=cfg.resume,
+                      whole_history=cfg.average_last > 1)
     if found:
         state = load_checkpoint(found[-1], model, device)
         optim.load_state_dict(state["optimizer"])
@@ -217,6 +218,7 @@ def train_model(
         bad_validations = int(state["bad_validations"])
         # A run that already stopped early stays stopped; resuming must not train past that point.
         stopped_early = bool(state.get("stopped_early", False))
+        window_loss, window_tokens = (float(v) for v in state["window"])
         if is_main:
             log(f"resumed from {found[-1]} at step {step}")
 
@@ -239,7 +241,6 @@ def train_model(
     bar = tqdm(total=cfg.max_steps, initial=step, file=sys.stderr, dynamic_ncols=True, unit="step",
                **({} if is_main else {"disable": True}))
     log_every = max(1, min(100, cfg.validate_every, cfg.checkpoint_every))
-    window_loss = window_tokens = 0.0
     t_start = time.monotonic()
     t_window = t_start
     last_dev_loss = last_dev_bleu = None
@@ -324,7 +325,13 @@ def train_model(
                     "best": best,
                     "bad_validations": bad_validations,
                     "stopped_early": stopped_early,
+                    "window": torch.tensor([float(window_loss), window_tokens], dtype=torch.float64),
                     "fingerprint": fingerprint,
+                    # Ending here added a log row, validation or checkpoint that a longer run does not
+                    # make at this step: this state serves only a run of this length (see resumable).
+                    "run_end": step == cfg.max_steps and not (
+                        step % log_every == 0 and step % cfg.checkpoint_every == 0
+                        and (dev_batcher is None or step % cfg.validate_every == 0)),
                 }, cfg.keep_checkpoints)
             if distributed:
                 dist.barrier()

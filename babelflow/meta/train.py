@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from babelflow.checkpoint import (fingerprint_of, load_checkpoint, resumable, rng_state, save_checkpoint,
+from babelflow.checkpoint import (load_checkpoint, resumable, rng_state, run_fingerprint, save_checkpoint,
                                   set_rng_state)
 from babelflow.config import Params
 from babelflow.errors import InputError
@@ -93,12 +93,13 @@ def meta_loop(
 
     Resuming restores the weights, the outer optimizer and the RNG states (dropout), so the
     continued run is identical to an uninterrupted one. Checkpoints written under another
-    `fingerprint` (other params) are deleted instead of resumed: they belong to a different run.
+    `fingerprint` (other code, data or params), or not on the way to step `steps`, are deleted
+    instead of resumed: they belong to a different run (see `resumable`).
     """
     log = as_logger(log)
     start, history = 0, []
-    if ckpt_dir is not None and resume:
-        found = resumable(ckpt_dir, fingerprint, log=lambda m: log.warning("meta: %s", m))
+    if ckpt_dir is not None:
+        found = resumable(ckpt_dir, fingerprint, steps, log=lambda m: log.warning("meta: %s", m), resume=resume)
         if found:
             device = next(model.parameters()).device
             state = load_checkpoint(found[-1], model, device)
@@ -124,6 +125,9 @@ def meta_loop(
                 "rng": rng_state(),
                 # A tensor (not a list of dicts) keeps the state loadable with weights_only=True.
                 "history": torch.tensor([[h["step"], h["query_loss"]] for h in history], dtype=torch.float64),
+                # A checkpoint off the grid, made only because the run ends here: a longer run has
+                # none at this step (see resumable).
+                "run_end": step == steps and step % checkpoint_every != 0,
             }
             save_checkpoint(ckpt_dir, step, model, state, keep)
     return {"steps": steps, "resumed_from": start, "wall_s": round(time.monotonic() - t0, 2),
@@ -175,9 +179,12 @@ def meta_train(
         return [(s.to(device), q.to(device)) for _, s, q in sampler.sample(step, cfg.tasks_per_step)]
 
     # What determines the run: resuming a checkpoint made under other settings would mix two runs.
-    fingerprint = fingerprint_of(
-        params.seed, params.languages.model_dump(), params.model.model_dump(), cfg.model_dump(),
-        params.train.label_smoothing, params.train.max_len, params.train.clip_norm,
+    # meta_steps stays out (nothing before the last step depends on it: a longer run continues a
+    # shorter one), like the operational knobs.
+    fingerprint = run_fingerprint(
+        clean_dir, list(examples), tokenizer, params.seed, params.languages.model_dump(), params.model.model_dump(),
+        cfg.model_dump(exclude={"enabled", "meta_steps", "checkpoint_every", "resume"}),
+        params.train.model_dump(include={"label_smoothing", "max_len", "clip_norm", "bf16"}),
         sha256_file(Path(init_dir) / "model.safetensors") if cfg.init == "train" else None)
     result = meta_loop(model, learner, tasks_at, cfg.meta_steps, ckpt_dir, cfg.checkpoint_every,
                        resume=cfg.resume, log=log, fingerprint=fingerprint)

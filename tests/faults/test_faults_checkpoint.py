@@ -32,7 +32,7 @@ def test_malicious_pickle_in_state_is_refused_not_run(ckpt, tmp_path, monkeypatc
     with pytest.raises(IntegrityError, match="step_00000005"):
         load_checkpoint(path, model)
     with pytest.raises(IntegrityError, match="step_00000005"):
-        resumable(path.parent, "f")
+        resumable(path.parent, "f", 5)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -44,7 +44,7 @@ def test_truncated_weights_and_garbage_state(ckpt):
         load_checkpoint(path, model)
     (path / "state.pt").write_bytes(b"\x00garbage")
     with pytest.raises(IntegrityError, match="step_00000005"):
-        resumable(path.parent, "f")
+        resumable(path.parent, "f", 5)
 
 
 def test_weights_of_another_shape_are_refused(ckpt):

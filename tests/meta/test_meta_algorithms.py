@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from babelflow.checkpoint import checkpoints
 from babelflow.meta.algorithms import MetaLearner, inner_loop, meta_parameters
 from babelflow.meta.train import meta_loop
 
@@ -163,6 +164,20 @@ def test_meta_checkpoint_resume_is_exact(tmp_path, algo):
     assert [h["step"] for h in out["history"]] == [1, 2, 3, 4, 5, 6]
     for k, v in model.state_dict().items():
         assert torch.equal(v, straight[k]), k
+
+
+def test_meta_loop_never_resumes_a_step_beyond_its_end(tmp_path):
+    """At the loop level (same fingerprint, fewer steps): the longer run's state is never shipped."""
+    model, learner = _fresh("reptile")
+    meta_loop(model, learner, tasks_at, steps=6, ckpt_dir=tmp_path / "a", checkpoint_every=2, keep=3)
+    model, learner = _fresh("reptile")
+    out = meta_loop(model, learner, tasks_at, steps=3, ckpt_dir=tmp_path / "a", checkpoint_every=2, keep=3)
+    resumed = {k: v.clone() for k, v in model.state_dict().items()}
+    model, learner = _fresh("reptile")
+    meta_loop(model, learner, tasks_at, steps=3, ckpt_dir=tmp_path / "b", checkpoint_every=2, keep=3)
+    assert all(torch.equal(v, resumed[k]) for k, v in model.state_dict().items())
+    assert out["resumed_from"] == 2 and [p.name for p in checkpoints(tmp_path / "a")] == [
+        "step_00000002", "step_00000003"]
 
 
 @pytest.mark.parametrize("arch", ["transformer", "rnn"])
