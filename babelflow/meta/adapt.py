@@ -197,7 +197,9 @@ def run_key(params: Params, source: str | Path | None, tokenizer: Any, k: int, s
             clean_dir: str | Path) -> str:
     """A hash of what one adaptation run's scores depend on: the init's weights (or the random init's
     model config), the tokenizer, the held-out pair's clean files, the adapt / evaluate / training
-    settings, K, seed, torch and the CPU (float results differ between instruction sets)."""
+    settings, K, seed, the code (babelflow's sources and torch: an edited trainer must not be served
+    an old run's scores) and the CPU (float results differ between instruction sets)."""
+    from babelflow.checkpoint import code_fingerprint
     from babelflow.io import fingerprint_of, sha256_file
 
     pair = Path(clean_dir) / params.languages.pair(lang)
@@ -205,11 +207,11 @@ def run_key(params: Params, source: str | Path | None, tokenizer: Any, k: int, s
     init = (sha256_file(Path(source) / "model.safetensors") if source is not None
             else params.model.model_dump())
     return fingerprint_of(
-        "adapt-run/1", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
+        "adapt-run/2", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
             p.name for p in pair.glob("*.src")) + sorted(p.name for p in pair.glob("*.tgt"))},
         adapt, params.evaluate.model_dump(), params.train.model_dump(
             include={"label_smoothing", "clip_norm", "bf16", "max_len", "device", "threads"}),
-        k, seed, lang, torch.__version__, _cpu_flags())
+        k, seed, lang, code_fingerprint(), _cpu_flags())
 
 
 def _cpu_flags() -> str:

@@ -208,3 +208,28 @@ def test_adapt_run_cache_redoes_only_the_runs_whose_inputs_changed(project, tmp_
     _, lines = run(parse_params({**raw, "adapt": {**raw["adapt"], "seeds": [1, 2]}}))
     assert sum("[cached]" not in line for line in lines) == 3 and all(
         "seed=2" in line for line in lines if "[cached]" not in line)
+
+
+def test_adapt_run_cache_key_changes_with_the_code(project, tmp_path, monkeypatch):
+    """An edited trainer (here: loss.py in a copy of the package) must not be served an old run's scores."""
+    import shutil
+
+    from babelflow import checkpoint
+    from babelflow.meta.adapt import run_key
+    from babelflow.tokenizer import Tokenizer
+    from tasks import meta
+
+    params, paths = project
+    if not (paths.meta / "model.json").is_file():
+        meta.run(params, paths)
+    tokenizer = Tokenizer(paths.tokenizer / "spm.model")
+    before = run_key(params, paths.meta, tokenizer, 10, 1, "cs", paths.clean)
+    copy = tmp_path / "babelflow"
+    shutil.copytree(checkpoint.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert run_key(params, paths.meta, tokenizer, 10, 1, "cs", paths.clean) == before
+    monkeypatch.setattr(checkpoint.code_fingerprint, "__defaults__", (copy,))
+    assert run_key(params, paths.meta, tokenizer, 10, 1, "cs", paths.clean) == before  # same code, same key
+    loss = copy / "loss.py"
+    loss.write_text(loss.read_text(encoding="utf-8").replace("label_smoothing", "label_smoothing ", 1),
+                    encoding="utf-8")
+    assert run_key(params, paths.meta, tokenizer, 10, 1, "cs", paths.clean) != before
