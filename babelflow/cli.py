@@ -291,7 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     fn = getattr(exporter, "main", None)
     if fn is None:
         raise BabelflowError("babelflow.export has no main(argv) entry point")
-    argv = ["--format", args.format] + args.rest
+    argv = (["--format", args.format] if args.format else []) + args.rest
     return int(fn(argv) or 0)
 
 
@@ -337,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", nargs="*", default=None, help="subset of stages, in order")
     p.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("export", help="export a model for fast inference")
-    e.add_argument("--format", required=True, choices=["ctranslate2"])
-    # Every other option (--release, --output, quantization...) belongs to the exporter: see main().
+    # Every option (--release, --output, --force, --quantization) and --help belong to the exporter
+    # (babelflow.export.build_parser), so they are stated once.
+    e = sub.add_parser("export", help="export a model for fast inference", add_help=False)
+    e.add_argument("--format", choices=["ctranslate2"])
     e.set_defaults(func=cmd_export)
     return parser
 
