@@ -102,6 +102,21 @@ def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, thr
                       max_positions=meta["config"]["max_positions"])
 
 
+def check_translate_output(output: Path, inp: str | None, reads: Sequence[Path]) -> None:
+    """--output is replaced whole when the run ends (atomic_open): refuse a folder, a path under a file,
+    the input file, and any file of the release or export folders this run reads."""
+    existing = next(p for p in (output.absolute(), *output.absolute().parents) if p.exists())
+    if existing != output.absolute() and not existing.is_dir():
+        raise InputError(existing, "is a file, so --output cannot be written under it")
+    if output.is_dir():
+        raise InputError(output, "is a folder; --output takes a file name")
+    if inp and inp != "-" and output.exists() and Path(inp).exists() and output.samefile(inp):
+        raise InputError(output, "is also the --input file; write the translation to another file")
+    for folder in reads:
+        if folder.resolve() in output.resolve().parents:
+            raise InputError(output, f"lies inside {folder}, which this command reads; write elsewhere")
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     from babelflow.release import verify_release
 
@@ -113,6 +128,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.to not in langs:
         raise BabelflowError(f"this release does not translate into {args.to!r}; "
                              f"it knows: {', '.join(langs)}")
+    if args.output and args.output != "-":
+        check_translate_output(Path(args.output), args.input,
+                               [release] + ([Path(args.ctranslate2)] if args.ctranslate2 else []))
     defaults = release_defaults(release)
     beam = args.beam if args.beam is not None else int(defaults.get("beam_size", 4))
     if beam < 1:

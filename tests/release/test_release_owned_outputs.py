@@ -1,6 +1,7 @@
-"""`babelflow export --output DIR` never deletes what a user owns (issue 16): a non-empty folder that is
-not an earlier export needs --force, the release it reads is never written over, a file is never
-replaced. Each refusal is one line, exit 2, and leaves every byte where it was."""
+"""`babelflow export --output DIR` and `translate --output FILE` never delete what a user owns (issue 16):
+a non-empty folder that is not an earlier export needs --force, the release (or input) a command reads
+is never written over, a file is never replaced by a folder nor a folder by a file. Each refusal is one
+line, exit 2, and leaves every byte where it was."""
 from __future__ import annotations
 
 import shutil
@@ -38,10 +39,10 @@ def user_data(root: Path) -> Path:
     return root
 
 
-def refused(capsys, rc: int, *words: str) -> None:
+def refused(capsys, rc: int, *words: str, command: str = "export") -> None:
     err = capsys.readouterr().err.strip()
     assert rc == 2, err
-    assert "\n" not in err and err.startswith("babelflow export: error:"), err
+    assert "\n" not in err and err.startswith(f"babelflow {command}: error:"), err
     for word in words:
         assert word in err, err
 
@@ -98,3 +99,23 @@ def test_help_documents_output_and_force(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--output" in text and "--force" in text and "--release" in text
+
+
+@pytest.mark.parametrize("where", ["input", "folder", "under_a_file", "release_file", "inside_release",
+                                   "inside_export"])
+def test_translate_output_never_replaces_what_it_reads(release, tmp_path, capsys, where):
+    inp = tmp_path / "in.txt"
+    inp.write_text("a man is riding a bike\n")
+    (tmp_path / "hyps").mkdir()
+    (tmp_path / "hyps" / "old.txt").write_text("kept\n")
+    ct2 = tmp_path / "ct2"
+    assert export(release, ct2) == 0
+    out = {"input": inp, "folder": tmp_path / "hyps", "under_a_file": inp / "out.txt",
+           "release_file": release / "model.safetensors", "inside_release": release / "hyp.de",
+           "inside_export": ct2 / "model.bin"}[where]
+    extra = ["--ctranslate2", str(ct2)] if where == "inside_export" else []
+    before = snapshot(tmp_path)
+    rc = main(["translate", "--release", str(release), "--to", "de", "--input", str(inp), "--output", str(out),
+               "--beam", "1", "--threads", "1", *extra])
+    refused(capsys, rc, str(out) if where != "under_a_file" else str(inp), command="translate")
+    assert snapshot(tmp_path) == before
