@@ -86,6 +86,12 @@ class GettextSource(Section):
     domains: list[str] | None = Field(default=None, min_length=1)  # restrict to these catalog domains
     licence: str | None = "per package (see each catalog's project); mostly GPL/LGPL/BSD"
 
+    @model_validator(mode="after")
+    def _somewhere(self) -> "GettextSource":
+        if not self.search and not self.paths:
+            raise ValueError("search and paths are both empty: no catalog would be read")
+        return self
+
 
 class AlignedSource(Section):
     type: Literal["aligned"]
@@ -102,7 +108,7 @@ class AlignedSource(Section):
 class UrlSource(Section):
     type: Literal["url"]
     name: str = Field(min_length=1)
-    url: str = Field(min_length=1)
+    url: str = Field(pattern=r"^(https?|ftp|file)://\S+$")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     format: Literal["moses", "tsv", "tatoeba", "tmx", "opus-moses-zip"] = "opus-moses-zip"
     # For archives: which members hold which split/lang; free-form, interpreted by the url source.
@@ -199,7 +205,7 @@ class TransformerConfig(Section):
     dropout: float = Field(default=0.1, ge=0, lt=1)
     attention_dropout: float = Field(default=0.0, ge=0, lt=1)
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    max_positions: int = Field(default=512, gt=0)
+    max_positions: int = Field(default=512, gt=0, le=65_536)  # the position table is built at this size
     tie_embeddings: bool = True
 
     @model_validator(mode="after")
@@ -338,8 +344,8 @@ class ExternalTestSet(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     tgt: str  # target language
     sacrebleu: str | None = None  # a sacrebleu test set name
-    src_path: str | None = None
-    ref_path: str | None = None
+    src_path: str | None = Field(default=None, min_length=1)
+    ref_path: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ExternalTestSet":

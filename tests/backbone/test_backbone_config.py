@@ -169,6 +169,13 @@ BAD_KNOBS = {
                                                      {"name": "x", "tgt": "fr", "sacrebleu": "wmt14"}]},
                               "evaluate.external"),
     "release_name_empty": ({"release.name": ""}, "release.name"),
+    "gettext_nowhere_to_look": ({"collect.sources": [{"type": "gettext", "search": [], "paths": []}]},
+                                "collect.sources[0].gettext"),
+    "url_not_a_url": ({"collect.sources": [{"type": "url", "name": "u", "url": "corpus.zip"}]},
+                      "collect.sources[0].url.url"),
+    "max_positions_absurd": ({"model.transformer.max_positions": 10**8}, "model.transformer.max_positions"),
+    "external_src_path_empty": ({"evaluate.external": [{"name": "x", "tgt": "de", "src_path": "", "ref_path": "r"}]},
+                                "evaluate.external[0].src_path"),
 }
 
 
