@@ -102,6 +102,21 @@ def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, thr
                       max_positions=meta["config"]["max_positions"])
 
 
+def check_translate_output(output: Path, inp: str | None, reads: Sequence[Path]) -> None:
+    """--output is replaced whole when the run ends (atomic_open): refuse a folder, a path under a file,
+    the input file, and any file of the release or export folders this run reads."""
+    existing = next(p for p in (output.absolute(), *output.absolute().parents) if p.exists())
+    if existing != output.absolute() and not existing.is_dir():
+        raise InputError(existing, "is a file, so --output cannot be written under it")
+    if output.is_dir():
+        raise InputError(output, "is a folder; --output takes a file name")
+    if inp and inp != "-" and output.exists() and Path(inp).exists() and output.samefile(inp):
+        raise InputError(output, "is also the --input file; write the translation to another file")
+    for folder in reads:
+        if folder.resolve() in output.resolve().parents:
+            raise InputError(output, f"lies inside {folder}, which this command reads; write elsewhere")
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     from babelflow.release import verify_release
 
@@ -113,6 +128,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.to not in langs:
         raise BabelflowError(f"this release does not translate into {args.to!r}; "
                              f"it knows: {', '.join(langs)}")
+    if args.output and args.output != "-":
+        check_translate_output(Path(args.output), args.input,
+                               [release] + ([Path(args.ctranslate2)] if args.ctranslate2 else []))
     defaults = release_defaults(release)
     beam = args.beam if args.beam is not None else int(defaults.get("beam_size", 4))
     if beam < 1:
@@ -291,7 +309,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     fn = getattr(exporter, "main", None)
     if fn is None:
         raise BabelflowError("babelflow.export has no main(argv) entry point")
-    argv = ["--format", args.format] + args.rest
+    argv = (["--format", args.format] if args.format else []) + args.rest
     return int(fn(argv) or 0)
 
 
@@ -337,9 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", nargs="*", default=None, help="subset of stages, in order")
     p.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("export", help="export a model for fast inference")
-    e.add_argument("--format", required=True, choices=["ctranslate2"])
-    # Every other option (--release, --output, quantization...) belongs to the exporter: see main().
+    # Every option (--release, --output, --force, --quantization) and --help belong to the exporter
+    # (babelflow.export.build_parser), so they are stated once.
+    e = sub.add_parser("export", help="export a model for fast inference", add_help=False)
+    e.add_argument("--format", choices=["ctranslate2"])
     e.set_defaults(func=cmd_export)
     return parser
 

@@ -16,10 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from babelflow.errors import ConfigError
 from babelflow.languages import LANG_RE
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+MAX_VOCAB = 1_000_000
+
+
+class KnobError(ValueError):
+    """A model validator's complaint about one knob: `loc` is its path below the validated model, so the
+    message names `train.average_last`, not just `train`."""
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: `lr: .inf` passes `gt=0` and trains to NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- languages
@@ -66,21 +78,27 @@ class LanguagesConfig(Section):
 # ----------------------------------------------------------------------------------------------- collect
 class GettextSource(Section):
     type: Literal["gettext"]
-    name: str = "gettext"
+    name: str = Field(default="gettext", min_length=1)
     # Folders holding <lang>/LC_MESSAGES/*.mo; "system" and "python" expand to the machine's
     # locale folders and to every installed package's catalogs.
     search: list[str] = Field(default_factory=lambda: ["system", "python"])
     paths: list[str] = Field(default_factory=list)  # explicit .mo/.po files or folders
-    domains: list[str] | None = None  # restrict to these catalog domains
+    domains: list[str] | None = Field(default=None, min_length=1)  # restrict to these catalog domains
     licence: str | None = "per package (see each catalog's project); mostly GPL/LGPL/BSD"
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> "GettextSource":
+        if not self.search and not self.paths:
+            raise ValueError("search and paths are both empty: no catalog would be read")
+        return self
 
 
 class AlignedSource(Section):
     type: Literal["aligned"]
-    name: str
+    name: str = Field(min_length=1)
     # Moses layout: <path>/<split>.<lang>; tsv/tatoeba/tmx: one file per split (or one file, split by hash).
     format: Literal["moses", "tsv", "tatoeba", "tmx"] = "moses"
-    path: str
+    path: str = Field(min_length=1)
     # split name in the pipeline -> file stem (moses) or file name (others). Missing dev/test => hash split.
     splits: dict[Literal["train", "dev", "test"], str] = Field(default_factory=lambda: {"train": "train"})
     lang: str | None = None  # target language of a two-column TSV
@@ -89,9 +107,9 @@ class AlignedSource(Section):
 
 class UrlSource(Section):
     type: Literal["url"]
-    name: str
-    url: str
-    sha256: str | None = None
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^(https?|ftp|file)://\S+$")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     format: Literal["moses", "tsv", "tatoeba", "tmx", "opus-moses-zip"] = "opus-moses-zip"
     # For archives: which members hold which split/lang; free-form, interpreted by the url source.
     members: dict[str, str] = Field(default_factory=dict)
@@ -103,8 +121,8 @@ class UrlSource(Section):
 
 class SacrebleuSource(Section):
     type: Literal["sacrebleu"]
-    name: str
-    test_set: str  # e.g. "wmt14"
+    name: str = Field(min_length=1)
+    test_set: str = Field(min_length=1)  # e.g. "wmt14"
     split: Literal["dev", "test"] = "test"
     licence: str | None = None
 
@@ -126,7 +144,7 @@ class CollectConfig(Section):
     split: SplitConfig = SplitConfig()
     max_pairs: int | None = Field(default=None, gt=0)  # cap per pair on train, after dedup of exact pairs
     on_error: Literal["fail", "skip"] = "fail"
-    cache_dir: str = "data/cache"  # downloads; outside DVC outs so a rerun does not download again
+    cache_dir: str = Field(default="data/cache", min_length=1)  # downloads; outside DVC outs so a rerun does not download again
 
 
 # ------------------------------------------------------------------------------------------------- clean
@@ -158,11 +176,18 @@ class CleanConfig(Section):
     examples_per_filter: int = Field(default=3, ge=0)
     on_error: Literal["fail", "skip"] = "skip"
 
+    @model_validator(mode="after")
+    def _token_range(self) -> "CleanConfig":
+        if self.min_tokens > self.max_tokens:
+            raise KnobError(("min_tokens",), f"{self.min_tokens} is above max_tokens={self.max_tokens}: "
+                                             "every pair would be dropped")
+        return self
+
 
 # --------------------------------------------------------------------------------------------- tokenizer
 class TokenizerConfig(Section):
     model_type: Literal["unigram", "bpe"] = "unigram"
-    vocab_size: int = Field(default=8000, ge=100)
+    vocab_size: int = Field(default=8000, ge=100, le=MAX_VOCAB)
     character_coverage: float = Field(default=0.9995, gt=0, le=1)
     temperature: float = Field(default=5.0, ge=1)  # language sampling T for the training mix
     sample_sentences: int = Field(default=200_000, gt=0)
@@ -180,7 +205,7 @@ class TransformerConfig(Section):
     dropout: float = Field(default=0.1, ge=0, lt=1)
     attention_dropout: float = Field(default=0.0, ge=0, lt=1)
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    max_positions: int = Field(default=512, gt=0)
+    max_positions: int = Field(default=512, gt=0, le=65_536)  # the position table is built at this size
     tie_embeddings: bool = True
 
     @model_validator(mode="after")
@@ -235,6 +260,26 @@ class TrainConfig(Section):
     threads: int = Field(default=0, ge=0)  # torch intra-op threads on CPU; 0 = all cores
     temperature: float = Field(default=1.0, ge=1)  # language sampling T for the training mix
 
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"Adam's betas must each be in [0, 1), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        made = -(-self.max_steps // self.checkpoint_every)  # one every checkpoint_every steps, and the last
+        if self.average_last > min(self.keep_checkpoints, made):
+            raise KnobError(("average_last",), f"{self.average_last} checkpoints to average, but only "
+                            f"{min(self.keep_checkpoints, made)} exist at the end (keep_checkpoints="
+                            f"{self.keep_checkpoints}, max_steps={self.max_steps}, "
+                            f"checkpoint_every={self.checkpoint_every})")
+        if self.early_stopping_metric == "dev_bleu" and self.early_stopping_patience and not self.dev_bleu_sentences:
+            raise KnobError(("dev_bleu_sentences",), "is 0, so early stopping on dev_bleu has no BLEU to "
+                                                     "watch and would stop after `patience` validations")
+        return self
+
 
 # -------------------------------------------------------------------------------------------------- meta
 class MetaConfig(Section):
@@ -253,6 +298,13 @@ class MetaConfig(Section):
     checkpoint_every: int = Field(default=100, gt=0)
     resume: bool = True
 
+    @model_validator(mode="after")
+    def _reptile_step(self) -> "MetaConfig":
+        if self.algorithm == "reptile" and self.outer_lr > 1:
+            raise KnobError(("outer_lr",), f"{self.outer_lr} is above 1: for reptile it is the fraction of the "
+                                           "way to the adapted weights, (0, 1]")
+        return self
+
 
 class AdaptConfig(Section):
     enabled: bool = True
@@ -260,9 +312,9 @@ class AdaptConfig(Section):
     steps: int = Field(default=200, gt=0)
     lr: float = Field(default=3e-4, gt=0)
     max_tokens: int = Field(default=2048, gt=0)
-    seeds: list[int] = Field(default_factory=lambda: [1])
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(default_factory=lambda: [1], min_length=1)
     inits: list[Literal["scratch", "transfer", "meta"]] = Field(
-        default_factory=lambda: ["scratch", "transfer", "meta"]
+        default_factory=lambda: ["scratch", "transfer", "meta"], min_length=1
     )
     eval_sentences: int = Field(default=0, ge=0)  # 0 = the whole held-out test split
     # > 0: keep the weights that score best on the held-out pair's dev split, checked every N steps
@@ -278,14 +330,22 @@ class AdaptConfig(Section):
             raise ValueError("k must be a non-empty list of positive sentence counts")
         return sorted(set(v))
 
+    @field_validator("seeds", "inits")
+    @classmethod
+    def _distinct(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError(f"repeats an entry: {v}")
+        return v
+
 
 # ---------------------------------------------------------------------------------------------- evaluate
 class ExternalTestSet(Section):
-    name: str
+    # Names a file (data/eval/external.<name>.hyp): no folders, no hidden files.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     tgt: str  # target language
     sacrebleu: str | None = None  # a sacrebleu test set name
-    src_path: str | None = None
-    ref_path: str | None = None
+    src_path: str | None = Field(default=None, min_length=1)
+    ref_path: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ExternalTestSet":
@@ -305,10 +365,18 @@ class EvaluateConfig(Section):
     examples: int = Field(default=5, ge=0)
     external: list[ExternalTestSet] = Field(default_factory=list)
 
+    @field_validator("external")
+    @classmethod
+    def _names_distinct(cls, v: list[ExternalTestSet]) -> list[ExternalTestSet]:
+        names = [e.name for e in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two external test sets share a name: {names}")
+        return v
+
 
 # ----------------------------------------------------------------------------------------------- release
 class ReleaseConfig(Section):
-    name: str = "babelflow-model"
+    name: str = Field(default="babelflow-model", min_length=1)
     version: str = "0.0.0-dev"
     remote: str = "localremote"
     intended_use: str = (
@@ -343,7 +411,7 @@ class ScheduleConfig(Section):
 
 # -------------------------------------------------------------------------------------------------- root
 class Params(Section):
-    seed: int = 1234
+    seed: int = Field(default=1234, ge=0, le=MAX_SEED)
     languages: LanguagesConfig
     collect: CollectConfig
     clean: CleanConfig = CleanConfig()
@@ -355,6 +423,42 @@ class Params(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     release: ReleaseConfig = ReleaseConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> "Params":
+        langs = self.languages.all_targets
+        if self.adapt.enabled and not self.languages.heldout:
+            raise KnobError(("languages", "heldout"), "is empty but adapt.enabled is true: the adapt stage "
+                                                      "needs a held-out language (or set adapt.enabled: false)")
+        tok = self.tokenizer
+        # The pieces train_tokenizer reserves before any text: pad/unk/bos/eos, a <2xx> tag per language,
+        # the placeholder symbols, and 256 byte pieces with byte_fallback.
+        reserved = 4 + len(langs) + tok.max_placeholders + (256 if tok.byte_fallback else 0)
+        if tok.vocab_size <= reserved:
+            raise KnobError(("tokenizer", "vocab_size"), f"{tok.vocab_size} leaves no room for text: {reserved} "
+                            f"pieces are reserved (4 specials, {len(langs)} language tags, {tok.max_placeholders} "
+                            f"placeholders{', 256 bytes' if tok.byte_fallback else ''})")
+        tf = self.model.transformer
+        # Both sides of a training batch are at most train.max_len long (the source's tag and EOS and the
+        # decoder input's BOS included: babelflow.data), so learned positions need that many rows.
+        if self.model.arch == "transformer" and tf.positions == "learned" and tf.max_positions < self.train.max_len:
+            raise KnobError(("model", "transformer", "max_positions"), f"{tf.max_positions} learned positions "
+                            f"cannot hold train.max_len={self.train.max_len} pieces")
+        for i, src in enumerate(self.collect.sources):
+            key, lang = ("lang",), getattr(src, "lang", None)
+            if isinstance(src, UrlSource):  # a downloaded TSV names its language in members (download.py)
+                key, lang = ("members",), src.members.get("lang") if src.format in ("tsv", "tatoeba") else None
+            if lang is None and getattr(src, "format", None) == "tsv" and len(langs) != 1:
+                raise KnobError(("collect", "sources", i, src.type, *key),
+                                "a two-column TSV needs its target language (lang) when there are several")
+            if lang is not None and lang not in langs:
+                raise KnobError(("collect", "sources", i, src.type, *key),
+                                f"{lang!r} is not in languages.targets or languages.heldout")
+        for i, ext in enumerate(self.evaluate.external):
+            if ext.tgt not in langs:
+                raise KnobError(("evaluate", "external", i, "tgt"),
+                                f"{ext.tgt!r} is not in languages.targets or languages.heldout")
+        return self
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -378,8 +482,11 @@ def parse_params(data: Any, path: str | Path = "<params>") -> Params:
         for err in exc.errors():
             # Discriminated unions put the tag in the location ("sources.0.gettext.paths"); keep it,
             # it tells the user which source type was assumed.
-            key = _format_loc(tuple(err["loc"]))
-            msg = err["msg"]
+            loc, msg = tuple(err["loc"]), err["msg"]
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, KnobError):
+                loc, msg = loc + cause.loc, str(cause)
+            key = _format_loc(loc)
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             lines.append(f"{path}: {key}: {msg}")

@@ -11,11 +11,16 @@ from typing import Sequence
 
 import torch
 
-from babelflow.errors import BabelflowError
+from babelflow.errors import BabelflowError, InputError
 from babelflow.ct2_decode import PROVENANCE, weights_sha256
 from babelflow.io import atomic_dir, read_json, write_json
 from babelflow.models.transformer import Transformer
 from babelflow.specials import BOS_ID, EOS_ID, UNK_ID
+
+# Everything an export folder holds: a folder with these files only, marker included, is an earlier
+# export, which may be made again without --force (model.bin etc. are rebuilt from the release).
+EXPORT_FILES = frozenset({PROVENANCE, "model.bin", "config.json", "shared_vocabulary.json",
+                          "source_vocabulary.json", "target_vocabulary.json"})
 
 
 def _np(t: torch.Tensor):
@@ -64,9 +69,11 @@ def _cross_attn(spec, norm, attn) -> None:
 
 
 def export_ctranslate2(
-    model: Transformer, vocabulary: Sequence[str], out_dir: str | Path, quantization: str | None = None
+    model: Transformer, vocabulary: Sequence[str], out_dir: str | Path, quantization: str | None = None,
+    provenance: dict | None = None,
 ) -> Path:
-    """Write a CTranslate2 model folder; `vocabulary[i]` is the token string of id i."""
+    """Write a CTranslate2 model folder; `vocabulary[i]` is the token string of id i. `provenance`
+    becomes its PROVENANCE marker, written inside the swap so that no export ever lacks it."""
     try:
         import ctranslate2
         from ctranslate2.specs import transformer_spec
@@ -110,28 +117,74 @@ def export_ctranslate2(
     spec.optimize(quantization=quantization)
     with atomic_dir(out_dir) as tmp:
         spec.save(str(tmp))
+        if provenance is not None:
+            write_json(tmp / PROVENANCE, provenance)
     del ctranslate2
     return Path(out_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`babelflow export --format ctranslate2 --release data/release --output OUT [--quantization int8]`."""
+def _is_earlier_export(folder: Path) -> bool:
+    try:
+        return "model_sha256" in read_json(folder / PROVENANCE)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def check_output(release: Path, out: Path, force: bool) -> None:
+    """Refuse an --output whose replacement would lose something: export_ctranslate2 swaps the whole
+    folder in (atomic_dir deletes the old one). Never the release, a folder inside it or one holding it,
+    nor a file, even with --force; a non-empty folder that is not an earlier export only with --force."""
+    rel, dest = release.resolve(), out.resolve()
+    if dest == rel or rel in dest.parents or dest in rel.parents:
+        raise InputError(out, f"is, holds or lies inside the release {release} it exports; "
+                              "choose a folder outside it")
+    if out.is_symlink():
+        raise InputError(out, "is a symbolic link, not a folder; give the folder itself")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(out if existing == out.absolute() else existing, "exists and is not a folder")
+    if existing != out.absolute() or force:
+        return
+    entries = sorted(out.iterdir())
+    if not entries:
+        return
+    if not _is_earlier_export(out):
+        raise InputError(out, f"is not empty and not an earlier export (no valid {PROVENANCE}); "
+                              "--force replaces it and everything in it")
+    foreign = [p for p in entries if p.name not in EXPORT_FILES or not p.is_file() or p.is_symlink()]
+    if foreign:
+        raise InputError(foreign[0], "is not part of an earlier export; --force replaces the folder and it")
+
+
+def build_parser():
     import argparse
 
+    parser = argparse.ArgumentParser(
+        prog="babelflow export", description="Export a release's model for fast inference.")
+    parser.add_argument("--format", choices=["ctranslate2"], required=True)
+    parser.add_argument("--release", default="data/release", help="folder with model.* and spm.model")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="folder to write the export to; it is replaced whole. Must be new, empty or an "
+                             f"earlier export (has {PROVENANCE}), and never the release or a folder inside or "
+                             "around it")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a non-empty --output that is not an earlier export, deleting what it holds")
+    parser.add_argument("--quantization", default=None, help="e.g. int8, int8_float32, float16")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`babelflow export --format ctranslate2 --release data/release --output OUT [--quantization int8]`."""
     from babelflow.models import load_model
     from babelflow.tokenizer import Tokenizer
 
-    parser = argparse.ArgumentParser(prog="babelflow export")
-    parser.add_argument("--format", choices=["ctranslate2"], required=True)
-    parser.add_argument("--release", default="data/release", help="folder with model.* and spm.model")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--quantization", default=None, help="e.g. int8, int8_float32, float16")
-    args = parser.parse_args(argv)
-    release = Path(args.release)
+    args = build_parser().parse_args(argv)
+    release, out = Path(args.release), Path(args.output)
+    check_output(release, out, args.force)  # before anything is read or written
     model = load_model(release)
-    out = export_ctranslate2(model, Tokenizer(release / "spm.model").pieces, args.output, args.quantization)
     # Lets `babelflow translate --ctranslate2` refuse an export of some other model's weights.
     made_from = weights_sha256(read_json(release / "model.json"), release / "model.safetensors")
-    write_json(out / PROVENANCE, {"model_sha256": made_from, "quantization": args.quantization})
+    export_ctranslate2(model, Tokenizer(release / "spm.model").pieces, out, args.quantization,
+                       provenance={"model_sha256": made_from, "quantization": args.quantization})
     print(f"exported to {out}")
     return 0

@@ -166,14 +166,18 @@ def _metrics_section(eval_metrics: Any) -> list[str]:
     return lines + [""]
 
 
-def _adapt_section(results: Any, has_curve: bool) -> list[str]:
+def _adapt_section(results: Any, has_curve: bool, meta_enabled: bool = True) -> list[str]:
     """Tables from the adapt stage's results.json (babelflow.meta.adapt): per held-out language,
     mean test BLEU (± std over seeds) of each init after fine-tuning on K pairs."""
     lines = ["## Adaptation to held-out languages", ""]
     if results is None:
         return lines + ["The adapt stage did not run: no adaptation results.", ""]
     if isinstance(results, dict) and results.get("enabled") is False:
-        return lines + [f"Adaptation was disabled ({results.get('note', 'adapt.enabled: false')}).", ""]
+        return lines + ["Adaptation was not run (adapt.enabled: false): this release has no adaptation "
+                        "results.", ""]
+    if not meta_enabled:
+        lines += ["Meta-learning was not run (meta.enabled: false): the `meta` init below is a copy of the "
+                  "trained model, not a meta-learned one.", ""]
     languages = results.get("languages") if isinstance(results, dict) else None
     if not isinstance(languages, dict) or not languages:
         dumped = json.dumps(results, indent=2, sort_keys=True, ensure_ascii=False)
@@ -256,9 +260,13 @@ def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_c
         lines.append("- no train_state.json: training budget unknown")
     tr = params.get("train", {})
     lines += [f"- budget (params): max_steps={tr.get('max_steps')}, max_tokens={tr.get('max_tokens')}, "
-              f"accumulate={tr.get('accumulate')}, seed={params.get('seed')}", ""]
+              f"accumulate={tr.get('accumulate')}, seed={params.get('seed')}"]
+    meta_enabled = params.get("meta", {}).get("enabled", True) is not False
+    if not meta_enabled:
+        lines.append("- Meta-learning was not run (meta.enabled: false)")
+    lines.append("")
     lines += _metrics_section(eval_metrics)
-    lines += _adapt_section(adapt_results, has_curve)
+    lines += _adapt_section(adapt_results, has_curve, meta_enabled)
     lines += ["## Intended use and limits", "", str(rel.get("intended_use", "")).strip(), "",
               "Scores are on held-out test splits of the training sources; expect lower quality on "
               "other domains. The model can produce fluent but wrong translations and does not flag them.",

@@ -2,7 +2,8 @@
 
     python bench/default_run.py [--repo .] [--work /tmp/babelflow_default_run] [--write]
 
-Clones the repository's committed HEAD into --work (as a new user would), runs `make run` (venv set-up
+Clones the repository's committed HEAD into --work (as a new user would; an existing --work is
+deleted first only if an earlier run made it), runs `make run` (venv set-up
 included) timing each stage as DVC starts it, then checks that a second `dvc repro` runs nothing and
 that changing one training knob re-runs only train and the stages after it (a real `dvc repro`). Prints a Markdown
 section with the per-stage times and the per-language scores; --write puts it into bench/RESULTS.md.
@@ -33,6 +34,19 @@ SECTION = "## Default pipeline run (issue 2): `make run`"
 BUDGET_S = 20 * 60
 STAGE_LINE = re.compile(r"Running stage '([\w-]+)'")
 EXPECTED_AFTER_TRAIN_CHANGE = ["train", "meta", "adapt", "evaluate", "release"]
+# Written into the clone's .git/ (git status stays clean): --work is deleted before each run, and only
+# a folder carrying this marker is this benchmark's own to delete.
+MARKER = "babelflow_default_run"
+
+
+def work_folder_problem(work: Path) -> str | None:
+    """Why --work may not be deleted and cloned into, or None."""
+    if work.is_symlink() or (work.exists() and not work.is_dir()):
+        return "is not a folder"
+    if work.is_dir() and any(work.iterdir()) and not (work / ".git" / MARKER).is_file():
+        return (f"is not empty and not an earlier run of this benchmark (no .git/{MARKER}); "
+                "choose another --work or remove it yourself")
+    return None
 
 
 def timed_make_run(clone: Path, log_path: Path) -> tuple[float, list[tuple[str, float]], int]:
@@ -188,10 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/babelflow_default_run"))
     ap.add_argument("--write", action="store_true", help="replace the section in bench/RESULTS.md")
     args = ap.parse_args(argv)
+    problem = work_folder_problem(args.work)
+    if problem:
+        print(f"default_run: error: {args.work}: {problem}", file=sys.stderr)
+        return 2
     if args.work.exists():
         shutil.rmtree(args.work)
     subprocess.run(["git", "clone", "-q", str(args.repo), str(args.work)], check=True)
-    total, starts, rc = timed_make_run(args.work, args.work.with_suffix(".log"))
+    (args.work / ".git" / MARKER).write_text("")
+    # Inside the clone's .git/: beside --work it would overwrite whatever file has that name.
+    log_path = args.work / ".git" / "default_run.log"
+    print(f"make run log: {log_path}", file=sys.stderr)
+    total, starts, rc = timed_make_run(args.work, log_path)
     durations = stage_durations(starts, total)
     outputs = run_outputs(args.work, rc)
     noop, noop_s, rerun, rerun_s = False, 0.0, [], 0.0

@@ -84,6 +84,7 @@ def build_params(preset: str, targets: list[str]):
         "seed": 1,
         "languages": {"source": "en", "targets": targets, "heldout": []},
         "collect": {"sources": [{"type": "aligned", "name": "multi30k", "path": "multi30k"}]},
+        "adapt": {"enabled": False},  # no held-out language: config.py refuses adapt without one
         **p,
     })
 

@@ -13,19 +13,37 @@ from tasks._common import Paths, stage_main, write_metrics
 log = logging.getLogger("babelflow.adapt")
 
 
+def write_curve(paths: Paths, rows: list[dict]) -> None:
+    from babelflow.meta.adapt import INITS
+
+    with atomic_open(paths.plots("adapt") / "curve.csv") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["k", *INITS], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in ["k", *INITS]})
+
+
+def _disabled(paths: Paths) -> dict:
+    """adapt.enabled false: every output dvc.yaml declares is still written (an empty curve), each
+    saying that no experiment ran, so `dvc repro` completes and the release can say so."""
+    note = "adapt.enabled is false: adaptation was not run"
+    log.info(note)
+    with atomic_dir(paths.adapt) as out:
+        write_json(out / "results.json", {"enabled": False, "note": note, "languages": {}})
+    write_curve(paths, [])
+    return write_metrics(paths, "adapt", {"enabled": False, "note": note})
+
+
 def run(params: Params, paths: Paths) -> dict:
     from babelflow.meta.adapt import INITS, adapt_experiment, curve_rows, plot_curve
     from babelflow.tokenizer import Tokenizer
 
+    if not params.adapt.enabled:
+        return _disabled(paths)
     spm_model = paths.tokenizer / "spm.model"
     if not spm_model.is_file():
         raise InputError(spm_model, "missing tokenizer; run the tokenize stage first")
     with atomic_dir(paths.adapt) as out:
-        if not params.adapt.enabled:
-            results = {"enabled": False, "note": "adapt.enabled is false: no experiment was run",
-                       "languages": {}}
-            write_json(out / "results.json", results)
-            return write_metrics(paths, "adapt", {"enabled": False})
         tokenizer = Tokenizer(spm_model, max_placeholders=params.tokenizer.max_placeholders)
         results = adapt_experiment(params, paths.clean, tokenizer, paths.train, paths.meta, log)
         first = next(iter(results["languages"]))
@@ -34,12 +52,7 @@ def run(params: Params, paths: Paths) -> dict:
         wall_s = results.pop("wall_s")
         write_json(out / "results.json", results)
         plot_curve(results, out / "curve.png")
-    rows = curve_rows(results, first)
-    with atomic_open(paths.plots("adapt") / "curve.csv") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["k", *INITS], lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in ["k", *INITS]})
+    write_curve(paths, curve_rows(results, first))
     metrics: dict = {"enabled": True, "curve_language": first, "wall_s": wall_s}
     for lang, entry in results["languages"].items():
         for k, row in entry["k"].items():

@@ -32,7 +32,10 @@ def run(params: Params, paths: Paths) -> dict:
                     raise InputError(src, "meta.enabled is false and the train model to copy is missing")
                 shutil.copy2(src, out / name)
             metrics = {"enabled": False,
-                       "note": "meta.enabled is false: data/meta is a copy of the train model"}
+                       "note": "meta.enabled is false: meta-learning was not run; data/meta is a copy of the "
+                               "train model"}
+            # dvc.yaml declares the checkpoint folder: it must exist even when nothing is checkpointed.
+            paths.checkpoints("meta").mkdir(parents=True, exist_ok=True)
         write_json(out / "meta_state.json", {k: v for k, v in metrics.items() if k not in VOLATILE_METRICS})
     write_metrics(paths, "meta", metrics)
     return metrics

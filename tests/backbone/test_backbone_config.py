@@ -98,3 +98,132 @@ def test_random_values_never_crash_the_loader(section, key_index, value):
         parse_params(bad)
     except ConfigError as exc:
         assert section in str(exc)
+
+
+def _set(params: dict, dotted: str, value) -> None:
+    node = params
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+INF = float("inf")
+TSV = {"type": "aligned", "name": "t", "format": "tsv", "path": "corpus.tsv"}
+# Issue 16: knobs that were accepted and then failed late (or trained to NaN). Each case: the keys set
+# on the shipped params.yaml, and the dotted key the error must name. Shipped: targets de fr es ru sv,
+# heldout ga, byte_fallback on, 10 placeholders, train.max_len 64, keep_checkpoints 2, adapt on.
+BAD_KNOBS = {
+    "seed_above_int64": ({"seed": 2**63}, "seed"),
+    "seed_negative": ({"seed": -1}, "seed"),
+    "betas_one": ({"train.betas": [0.9, 1.0]}, "train.betas"),
+    "betas_negative": ({"train.betas": [-0.1, 0.98]}, "train.betas"),
+    # 4 specials + 6 tags + 10 placeholders + 256 byte pieces do not fit in 200.
+    "vocab_below_reserved": ({"tokenizer.vocab_size": 200}, "tokenizer.vocab_size"),
+    "vocab_absurd": ({"tokenizer.vocab_size": 2_000_000}, "tokenizer.vocab_size"),
+    "learned_positions_short": ({"model.transformer.positions": "learned", "model.transformer.max_positions": 63},
+                                "model.transformer.max_positions"),
+    "tsv_lang_not_a_target": ({"collect.sources": [{**TSV, "lang": "it"}]}, "collect.sources[0].aligned.lang"),
+    "tsv_without_lang": ({"collect.sources": [TSV]}, "collect.sources[0].aligned.lang"),
+    "url_tsv_lang_not_a_target": ({"collect.sources": [{"type": "url", "name": "u", "url": "https://x.org/a.tsv",
+                                                        "format": "tsv", "members": {"lang": "it"}}]},
+                                  "collect.sources[0].url.members"),
+    "url_sha256_malformed": ({"collect.sources": [{"type": "url", "name": "u", "url": "https://x.org/a.zip",
+                                                   "sha256": "abc"}]}, "collect.sources[0].url.sha256"),
+    "url_timeout_inf": ({"collect.sources": [{"type": "url", "name": "u", "url": "https://x.org/a.zip",
+                                              "timeout_s": INF}]}, "collect.sources[0].url.timeout_s"),
+    "gettext_no_domains": ({"collect.sources": [{"type": "gettext", "domains": []}]},
+                           "collect.sources[0].gettext.domains"),
+    "source_name_empty": ({"collect.sources": [{**TSV, "lang": "de", "name": ""}]}, "collect.sources[0].aligned.name"),
+    "source_path_empty": ({"collect.sources": [{**TSV, "lang": "de", "path": ""}]}, "collect.sources[0].aligned.path"),
+    "cache_dir_empty": ({"collect.cache_dir": ""}, "collect.cache_dir"),
+    "heldout_empty_with_adapt": ({"languages.heldout": []}, "languages.heldout"),
+    "train_lr_inf": ({"train.lr": INF}, "train.lr"),
+    "meta_inner_lr_inf": ({"meta.inner_lr": INF}, "meta.inner_lr"),
+    "meta_outer_lr_inf": ({"meta.outer_lr": INF}, "meta.outer_lr"),
+    "reptile_outer_lr_above_one": ({"meta.outer_lr": 2.0}, "meta.outer_lr"),
+    "adapt_lr_inf": ({"adapt.lr": INF}, "adapt.lr"),
+    "clip_norm_inf": ({"train.clip_norm": INF}, "train.clip_norm"),
+    "weight_decay_inf": ({"train.weight_decay": INF}, "train.weight_decay"),
+    "train_temperature_inf": ({"train.temperature": INF}, "train.temperature"),
+    "meta_temperature_inf": ({"meta.temperature": INF}, "meta.temperature"),
+    "tokenizer_temperature_inf": ({"tokenizer.temperature": INF}, "tokenizer.temperature"),
+    "clean_length_ratio_inf": ({"clean.max_length_ratio": INF}, "clean.max_length_ratio"),
+    "clean_min_above_max_tokens": ({"clean.min_tokens": 60}, "clean.min_tokens"),
+    "eval_length_penalty_inf": ({"evaluate.length_penalty": INF}, "evaluate.length_penalty"),
+    "eval_length_ratio_inf": ({"evaluate.max_length_ratio": INF}, "evaluate.max_length_ratio"),
+    "average_last_above_kept": ({"train.average_last": 3}, "train.average_last"),
+    "average_last_above_made": ({"train.average_last": 3, "train.keep_checkpoints": 5,
+                                 "train.checkpoint_every": 300}, "train.average_last"),
+    "early_stopping_on_no_bleu": ({"train.early_stopping_metric": "dev_bleu", "train.early_stopping_patience": 2,
+                                   "train.dev_bleu_sentences": 0}, "train.dev_bleu_sentences"),
+    "adapt_no_seeds": ({"adapt.seeds": []}, "adapt.seeds"),
+    "adapt_seed_negative": ({"adapt.seeds": [-1]}, "adapt.seeds[0]"),
+    "adapt_no_inits": ({"adapt.inits": []}, "adapt.inits"),
+    "adapt_duplicate_inits": ({"adapt.inits": ["meta", "meta"]}, "adapt.inits"),
+    "external_tgt_unknown": ({"evaluate.external": [{"name": "x", "tgt": "it", "sacrebleu": "wmt14"}]},
+                             "evaluate.external[0].tgt"),
+    "external_name_is_a_path": ({"evaluate.external": [{"name": "../x", "tgt": "de", "sacrebleu": "wmt14"}]},
+                                "evaluate.external[0].name"),
+    "external_names_repeat": ({"evaluate.external": [{"name": "x", "tgt": "de", "sacrebleu": "wmt14"},
+                                                     {"name": "x", "tgt": "fr", "sacrebleu": "wmt14"}]},
+                              "evaluate.external"),
+    "release_name_empty": ({"release.name": ""}, "release.name"),
+    "gettext_nowhere_to_look": ({"collect.sources": [{"type": "gettext", "search": [], "paths": []}]},
+                                "collect.sources[0].gettext"),
+    "url_not_a_url": ({"collect.sources": [{"type": "url", "name": "u", "url": "corpus.zip"}]},
+                      "collect.sources[0].url.url"),
+    "max_positions_absurd": ({"model.transformer.max_positions": 10**8}, "model.transformer.max_positions"),
+    "external_src_path_empty": ({"evaluate.external": [{"name": "x", "tgt": "de", "src_path": "", "ref_path": "r"}]},
+                                "evaluate.external[0].src_path"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_KNOBS))
+def test_every_knob_is_bounded_up_front(base, tmp_path, case):
+    overrides, key = BAD_KNOBS[case]
+    for dotted, value in overrides.items():
+        _set(base, dotted, value)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigError) as exc:
+        load_params(path)
+    assert f"{path}: {key}: " in str(exc.value)
+
+
+def test_the_bounds_leave_the_edges_valid(base):
+    """Just inside each new bound still loads."""
+    _set(base, "seed", 2**63 - 1)
+    _set(base, "train.betas", [0.0, 0.999])
+    _set(base, "tokenizer.vocab_size", 4 + 6 + 10 + 256 + 1)
+    _set(base, "model.transformer.positions", "learned")
+    _set(base, "model.transformer.max_positions", 64)  # == train.max_len: see the test below
+    _set(base, "meta.outer_lr", 1.0)
+    _set(base, "train.average_last", 2)
+    _set(base, "clean.min_tokens", 50)
+    _set(base, "collect.sources", [{**TSV, "lang": "ga"}])
+    _set(base, "evaluate.external", [{"name": "wmt14.de", "tgt": "de", "sacrebleu": "wmt14"}])
+    parse_params(base)
+    _set(base, "languages.heldout", [])
+    _set(base, "adapt.enabled", False)
+    _set(base, "collect.sources", [{**TSV, "lang": "de"}])
+    parse_params(base)
+
+
+def test_learned_positions_equal_to_max_len_train():
+    """The bound is exact: a batch of train.max_len pieces per side (the <2xx> tag and EOS counted in the
+    source, BOS replacing the last target piece in the decoder input) fits max_positions == max_len."""
+    import torch
+
+    from babelflow.config import ModelConfig, TransformerConfig
+    from babelflow.data import Example, collate
+    from babelflow.models import build_model
+
+    max_len = 12
+    cfg = ModelConfig(transformer=TransformerConfig(d_model=8, ffn_dim=16, heads=2, encoder_layers=1,
+                                                    decoder_layers=1, positions="learned", max_positions=max_len))
+    model = build_model(cfg, vocab_size=40)
+    batch = collate([Example(tuple([5] * max_len), tuple([6] * (max_len - 1) + [3]))])
+    assert batch.src.shape[1] == batch.tgt_in.shape[1] == max_len
+    with torch.no_grad():
+        model(batch.src, batch.tgt_in)

@@ -21,6 +21,7 @@ def _params(sources, targets, heldout=(), **collect):
     return parse_params({
         "languages": {"source": "en", "targets": list(targets), "heldout": list(heldout)},
         "collect": {"sources": sources, "split": {"dev": 0.05, "test": 0.05}, **collect},
+        "adapt": {"enabled": bool(heldout)},  # adapt needs a held-out language
     })
 
 

@@ -26,6 +26,7 @@ PARAMS = {
         "max_positions": 128}},
     "evaluate": {"beam_size": 2, "batch_sentences": 4, "examples": 2},
     "release": {"name": "toy-model", "version": "1.2.3"},
+    "adapt": {"enabled": False},  # no held-out language in params (make_project fakes adapt's results)
 }
 
 

@@ -133,8 +133,20 @@ def test_card_states_disabled_adaptation():
     card = render_model_card({"release": {"name": "m", "version": "0.1.0"}}, None,
                              {"enabled": False, "note": "adapt.enabled is false", "languages": {}},
                              False, None, None, None, None)
-    assert "Adaptation was disabled (adapt.enabled is false)" in card
+    assert "Adaptation was not run (adapt.enabled: false)" in card
     assert "No data/raw/manifest.json" in card and "training budget unknown" in card
+
+
+def test_card_states_skipped_meta_learning():
+    """meta.enabled false: data/meta is the trained model, so adapt's `meta` column is no meta-learned init."""
+    from babelflow.release import render_model_card
+
+    results = {"enabled": True, "languages": {"ga": {"pair": "en-ga", "k": {
+        "100": {"k_used": 100, "meta": {"bleu_mean": 1.0, "bleu_std": 0.0}}}}}}
+    card = render_model_card({"meta": {"enabled": False}}, None, results, False, None, None, None, None)
+    assert "Meta-learning was not run (meta.enabled: false)" in card
+    assert "the `meta` init below is a copy of the trained model" in card
+    assert "copy of the trained model" not in render_model_card({}, None, results, False, None, None, None, None)
 
 
 def test_card_says_which_adaptation_weights_were_kept():

@@ -18,7 +18,7 @@ def test_schedule_delegates_to_flows_serve(monkeypatch, tmp_path):
     calls = []
     fake_module(monkeypatch, "flows.schedule", serve=lambda cron, **kw: calls.append((cron, kw)))
     (tmp_path / "params.yaml").write_text(
-        "languages: {targets: [de]}\ncollect: {sources: [{type: gettext}]}\n"
+        "languages: {targets: [de]}\ncollect: {sources: [{type: gettext}]}\nadapt: {enabled: false}\n"
         "schedule: {cron: '5 4 * * *', timezone: Europe/Paris, deployment: nightly-x}\n")
     assert main(["schedule", "--root", str(tmp_path)]) == 0
     assert calls == [("5 4 * * *", {"root": str(tmp_path), "name": "nightly-x", "timezone": "Europe/Paris"})]
