@@ -22,8 +22,11 @@ run: setup
 flow: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m flows.pipeline .
 
+# Serves into a running server (`prefect server start`, port 4200 unless PREFECT_API_URL says otherwise):
+# Prefect's temporary in-process server never runs schedules.
 schedule: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m flows.schedule --cron "$${CRON:-0 3 * * *}" --root .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PREFECT_API_URL="$${PREFECT_API_URL:-http://127.0.0.1:4200/api}" \
+	  python -m flows.schedule --cron "$${CRON:-0 3 * * *}" --root .
 
 test: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m pytest -n 2 --timeout 900 tests

@@ -286,7 +286,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from flows.schedule import serve
 
     serve(cron, root=str(root), name=args.name or defaults.get("deployment", "babelflow-nightly"),
-          timezone=args.timezone or defaults.get("timezone", "UTC"))
+          timezone=args.timezone or defaults.get("timezone", "UTC"), stages=args.stages or None)
     return 0
 
 
@@ -348,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default=".")
     s.add_argument("--name", default=None)
     s.add_argument("--timezone", default=None)
+    s.add_argument("--stages", nargs="*", default=None, help="subset of stages each run runs, in order")
     s.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("run", help="run the pipeline once as a Prefect flow")

@@ -392,6 +392,26 @@ class ReleaseConfig(Section):
 
 
 # ---------------------------------------------------------------------------------------------- schedule
+def check_cron(expr: str) -> str:
+    """`expr` when the Prefect server can schedule it, else ValueError. croniter 6.0.0 is the parser
+    Prefect 3.8.8 vendors (prefect._vendor.croniter), and like Prefect this refuses croniter's random
+    and hashed fields; importing Prefect itself here would cost every stage a second."""
+    from croniter import croniter
+
+    if not croniter.is_valid(expr) or any(f.casefold() in ("r", "h") for f in expr.split()):
+        raise ValueError(f"not a valid cron expression: {expr!r} (e.g. '0 3 * * *')")
+    return expr
+
+
+def check_timezone(name: str) -> str:
+    """`name` when it is an IANA timezone (the set Prefect accepts), else ValueError."""
+    from zoneinfo import available_timezones
+
+    if name not in available_timezones():
+        raise ValueError(f"unknown timezone {name!r} (an IANA name such as 'UTC' or 'Europe/Paris')")
+    return name
+
+
 class ScheduleConfig(Section):
     cron: str | None = None
     timezone: str = "UTC"
@@ -407,6 +427,16 @@ class ScheduleConfig(Section):
         if not v or any(d < 0 for d in v):
             raise ValueError("retry_delay_s needs at least one delay, none negative")
         return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        return v if v is None else check_cron(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        return check_timezone(v)
 
 
 # -------------------------------------------------------------------------------------------------- root

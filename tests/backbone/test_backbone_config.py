@@ -227,3 +227,25 @@ def test_learned_positions_equal_to_max_len_train():
     assert batch.src.shape[1] == batch.tgt_in.shape[1] == max_len
     with torch.no_grad():
         model(batch.src, batch.tgt_in)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("timezone", "Mars/Base", "schedule.timezone: Value error, unknown timezone 'Mars/Base'"),
+    ("cron", "0 3 * *", "schedule.cron: Value error, not a valid cron expression: '0 3 * *'"),
+    ("cron", "61 * * * *", "schedule.cron: Value error, not a valid cron expression"),
+    ("cron", "H * * * *", "schedule.cron: Value error, not a valid cron expression"),  # Prefect refuses hashed
+])
+def test_schedule_cron_and_timezone_are_checked_at_load(base, tmp_path, key, value, message):
+    base["schedule"][key] = value
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigError) as exc:
+        load_params(path)
+    assert f"{path}: {message}" in str(exc.value)
+
+
+@pytest.mark.parametrize("cron, timezone", [("*/15 2-4 * * MON-FRI", "Europe/Paris"), ("@daily", "Etc/UTC"),
+                                            (None, "America/New_York")])
+def test_schedule_accepts_what_prefect_accepts(base, cron, timezone):
+    base["schedule"].update(cron=cron, timezone=timezone)
+    assert parse_params(base).schedule.timezone == timezone

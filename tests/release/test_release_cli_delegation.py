@@ -21,9 +21,12 @@ def test_schedule_delegates_to_flows_serve(monkeypatch, tmp_path):
         "languages: {targets: [de]}\ncollect: {sources: [{type: gettext}]}\nadapt: {enabled: false}\n"
         "schedule: {cron: '5 4 * * *', timezone: Europe/Paris, deployment: nightly-x}\n")
     assert main(["schedule", "--root", str(tmp_path)]) == 0
-    assert calls == [("5 4 * * *", {"root": str(tmp_path), "name": "nightly-x", "timezone": "Europe/Paris"})]
+    assert calls == [("5 4 * * *", {"root": str(tmp_path), "name": "nightly-x", "timezone": "Europe/Paris",
+                                     "stages": None})]
     assert main(["schedule", "--cron", "0 1 * * *", "--root", str(tmp_path), "--timezone", "UTC"]) == 0
     assert calls[-1][0] == "0 1 * * *" and calls[-1][1]["timezone"] == "UTC"
+    assert main(["schedule", "--root", str(tmp_path), "--stages", "collect"]) == 0
+    assert calls[-1][1]["stages"] == ["collect"]
 
 
 def test_run_delegates_to_pipeline_flow(monkeypatch, tmp_path):
