@@ -519,8 +519,10 @@ def parse_params(data: Any, path: str | Path = "<params>") -> Params:
             key = _format_loc(loc)
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            lines.append(f"{path}: {key}: {msg}")
-        raise ConfigError("invalid params:\n  " + "\n  ".join(lines)) from None
+            # pydantic prefixes a validator's own ValueError with "Value error, ": noise to a user.
+            lines.append(f"{path}: {key}: {msg.removeprefix('Value error, ')}")
+        # One mistake, one line; several get a line each under a header.
+        raise ConfigError(lines[0] if len(lines) == 1 else "invalid params:\n  " + "\n  ".join(lines)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
