@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from babelflow.config import load_params
 
 # The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
-STAGES = ["collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
+STAGES = ["inputs", "collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
 # Only collect can touch the network (url/sacrebleu sources): transient failures there are retried.
 NETWORK_STAGES = {"collect"}
 
@@ -95,11 +95,15 @@ def metrics_markdown(root: str | Path) -> str:
 
 @flow(name="babelflow-pipeline", log_prints=True)
 def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]:
-    """Run (or skip, when DVC finds them up to date) every stage in order."""
+    """Run (or skip, when DVC finds them up to date) every stage in order.
+
+    params.yaml is validated whole before any stage, and `inputs` always runs first, even before
+    a subset: `--single-item` skips DVC's upstream stages, and the later stages' deps need its
+    fingerprint refreshed."""
     root = str(Path(root).resolve())
     sched = load_params(Path(root) / "params.yaml").schedule
     done = []
-    for stage in STAGES if stages is None else stages:
+    for stage in STAGES if stages is None else ["inputs"] + [s for s in stages if s != "inputs"]:
         run = STAGE_TASKS[stage]
         if stage in NETWORK_STAGES and sched.network_retries:
             delays = sched.retry_delay_s
