@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from babelflow.config import load_params
+from babelflow.errors import BabelflowError
 
 # The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
 STAGES = ["inputs", "collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
@@ -116,4 +117,8 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]
 
 
 if __name__ == "__main__":
-    pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
+    try:
+        pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
+    except BabelflowError as exc:  # bad params or input: the user's to fix, one message, no traceback
+        print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import yaml
@@ -123,3 +124,16 @@ def test_params_typo_fails_naming_the_key_before_any_output_is_touched(tmp_path,
         assert ran_stages(out) <= {"inputs"}, out[-3000:]
         assert _snapshot(root) == before, cmd
 
+
+def test_prefect_flow_ends_on_a_params_typo_with_the_message_before_any_stage(tmp_path, multi30k_dir):
+    root = make_project(tmp_path / "p", multi30k_dir, lines=50, overrides={"train.lrr": 0.1})
+    res = sh(["python", "-m", "flows.pipeline", str(root)], root, check=False,
+             extra_env={"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": ""})
+    out = res.stdout + res.stderr
+    # The flow run fails with the message (Prefect logs its own traceback of a failed run), then the
+    # process ends with the message alone and exit 2, as every stage does; no stage started.
+    assert res.returncode == 2, out[-3000:]
+    assert re.search(r"Finished in state Failed\(.*ConfigError.*train\.lrr: unknown key", out), out[-3000:]
+    assert ("babelflow pipeline: error: invalid params:\n"
+            f"  {root / 'params.yaml'}: train.lrr: unknown key\n") in res.stderr, out[-3000:]
+    assert "Running stage" not in out and not (root / "data").exists(), out[-3000:]
