@@ -119,6 +119,6 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]
 if __name__ == "__main__":
     try:
         pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
-    except BabelflowError as exc:  # bad params or input: the user's to fix, one message, no traceback
+    except BabelflowError as exc:  # bad params or input: the user's to fix; exit 2 as every stage does
         print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -31,6 +31,8 @@ class HashCache:
             self.old = read_json(self.path)
         except (OSError, ValueError):  # absent or damaged: it is only a cache, hash again
             self.old = {}
+        if not isinstance(self.old, dict):
+            self.old = {}
         self.new: dict[str, list] = {}
         self.hashed = 0
 
@@ -38,7 +40,7 @@ class HashCache:
         st = os.stat(path)
         key, stamp = os.path.abspath(path), [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         entry = self.old.get(key)
-        if not (isinstance(entry, list) and entry[:3] == stamp):
+        if not (isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp):
             entry = stamp + [sha256_file(path)]
             self.hashed += 1
         self.new[key] = entry
