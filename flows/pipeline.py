@@ -3,8 +3,9 @@
 Each task runs `dvc repro --single-item <stage>` in the project folder. DVC, not Prefect, decides
 whether a stage is up to date and records what it produced in dvc.lock, so a Prefect run and a
 plain `dvc repro` share one cache and one lock file and produce the same artifacts: after either,
-`dvc status` is clean and the other has nothing to do. Prefect adds what DVC lacks: per-stage task
-runs with logs and durations, retries, a UI, schedules and work pools.
+`dvc status` lists only the always-run `inputs` stage and the other has nothing else to do.
+Prefect adds what DVC lacks: per-stage task runs with logs and durations, retries, a UI, schedules
+and work pools.
 """
 from __future__ import annotations
 
