@@ -47,7 +47,7 @@ def test_train_param_change_reruns_only_downstream(dvc_project):
         out = sh(["dvc", "repro", "--dry"], dvc_project).stdout
     finally:
         params_file.write_text(original)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    ran = ran_stages(out)
     # evaluate reads no train params but depends on data/train, which a real run would change.
     assert {"train", "meta"} <= ran and not ran & {"collect", "clean", "tokenize"}, out
 
