@@ -241,6 +241,8 @@ def cut_release(root: Path, version: str, remote: str | None, push: bool, log=pr
         changes = json.loads(status or "{}")
     except json.JSONDecodeError:
         changes = {"<unparsed>": status.strip()}
+    # The `inputs` stage is always changed by design (it re-fingerprints the inputs on every run).
+    changes = {stage: why for stage, why in changes.items() if why != ["always changed"]}
     if changes:
         names = ", ".join(sorted(changes))
         raise ReleaseError(f"dvc status is not clean (changed: {names}); run `dvc repro` "

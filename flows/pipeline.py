@@ -3,8 +3,9 @@
 Each task runs `dvc repro --single-item <stage>` in the project folder. DVC, not Prefect, decides
 whether a stage is up to date and records what it produced in dvc.lock, so a Prefect run and a
 plain `dvc repro` share one cache and one lock file and produce the same artifacts: after either,
-`dvc status` is clean and the other has nothing to do. Prefect adds what DVC lacks: per-stage task
-runs with logs and durations, retries, a UI, schedules and work pools.
+`dvc status` lists only the always-run `inputs` stage and the other has nothing else to do.
+Prefect adds what DVC lacks: per-stage task runs with logs and durations, retries, a UI, schedules
+and work pools.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from babelflow.config import load_params
+from babelflow.errors import BabelflowError
 
 # The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
-STAGES = ["collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
+STAGES = ["inputs", "collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
 # Only collect can touch the network (url/sacrebleu sources): transient failures there are retried.
 NETWORK_STAGES = {"collect"}
 
@@ -95,11 +97,15 @@ def metrics_markdown(root: str | Path) -> str:
 
 @flow(name="babelflow-pipeline", log_prints=True)
 def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]:
-    """Run (or skip, when DVC finds them up to date) every stage in order."""
+    """Run (or skip, when DVC finds them up to date) every stage in order.
+
+    params.yaml is validated whole before any stage, and `inputs` always runs first, even before
+    a subset: `--single-item` skips DVC's upstream stages, and the later stages' deps need its
+    fingerprint refreshed."""
     root = str(Path(root).resolve())
     sched = load_params(Path(root) / "params.yaml").schedule
     done = []
-    for stage in STAGES if stages is None else stages:
+    for stage in STAGES if stages is None else ["inputs"] + [s for s in stages if s != "inputs"]:
         run = STAGE_TASKS[stage]
         if stage in NETWORK_STAGES and sched.network_retries:
             delays = sched.retry_delay_s
@@ -112,4 +118,8 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]
 
 
 if __name__ == "__main__":
-    pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
+    try:
+        pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
+    except BabelflowError as exc:  # bad params or input: the user's to fix; exit 2 as every stage does
+        print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -28,6 +28,10 @@ class Paths:
         return self.root / "data"
 
     @property
+    def inputs(self) -> Path:
+        return self.data / "inputs"
+
+    @property
     def raw(self) -> Path:
         return self.data / "raw"
 

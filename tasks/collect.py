@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from babelflow.config import Params
 from babelflow.corpus.sources import collect
@@ -13,10 +12,7 @@ log = logging.getLogger("babelflow.collect")
 
 
 def run(params: Params, paths: Paths) -> dict:
-    cache = Path(params.collect.cache_dir)
-    if not cache.is_absolute():
-        cache = paths.root / cache
-    out, records = collect(params, cache)
+    out, records = collect(params, paths.root / params.collect.cache_dir)  # an absolute cache_dir stays
     src_lang = params.languages.source
     per_pair: dict[str, dict[str, int]] = {}
     with atomic_dir(paths.raw) as tmp:

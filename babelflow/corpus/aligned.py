@@ -200,10 +200,10 @@ def read_tmx(path: Path, src_lang: str, langs: list[str], split: str | None, on_
     return pairs, [r for r in recs.values() if r.read or "error" in r.extra]
 
 
-def collect_aligned(cfg, src_lang: str, langs: list[str], on_error: str):
+def aligned_inputs(cfg, src_lang: str, langs: list[str]):
+    """What collect_aligned reads, in order: (split tag, files, target language). A file it needs but
+    cannot find raises InputError here, so listing the inputs fails exactly where reading them would."""
     base = Path(cfg.path)
-    pairs: list[Pair] = []
-    records: list[InputRecord] = []
     explicit = set(cfg.splits) - {"train"}
     for split, stem in sorted(cfg.splits.items()):
         # Without an explicit dev/test, every line goes through the hash split.
@@ -214,23 +214,30 @@ def collect_aligned(cfg, src_lang: str, langs: list[str], on_error: str):
                 raise InputError(base / f"{stem}.{src_lang}", "source side of the aligned corpus not found")
             for lang in langs:
                 tgt_file = find_file(base / f"{stem}.{lang}")
-                if tgt_file is None:
-                    continue  # another source may provide this language
-                ps, rec = read_moses(src_file, tgt_file, lang, tag, on_error, cfg.name, cfg.licence)
-                pairs += ps
-                records.append(rec)
+                if tgt_file is not None:  # else another source may provide this language
+                    yield tag, (src_file, tgt_file), lang
         else:
             path = find_file(base / stem) if base.is_dir() else (base if split == "train" else None)
             if path is None:
                 raise InputError(base / stem, f"{cfg.format} file for split {split!r} not found")
-            if cfg.format == "tmx":
-                ps, recs = read_tmx(path, src_lang, langs, tag, on_error, cfg.name, cfg.licence)
-            else:
-                lang = cfg.lang or (langs[0] if len(langs) == 1 else None)
-                if cfg.format == "tsv" and lang is None:
-                    raise InputError(path, "a two-column TSV needs `lang:` (its target language) in params")
-                ps, recs = read_tsv(path, src_lang, langs, lang, cfg.format == "tatoeba", tag,
-                                    on_error, cfg.name, cfg.licence)
-            pairs += ps
-            records += recs
+            lang = cfg.lang or (langs[0] if len(langs) == 1 else None)
+            if cfg.format == "tsv" and lang is None:
+                raise InputError(path, "a two-column TSV needs `lang:` (its target language) in params")
+            yield tag, (path,), lang
+
+
+def collect_aligned(cfg, src_lang: str, langs: list[str], on_error: str):
+    pairs: list[Pair] = []
+    records: list[InputRecord] = []
+    for tag, files, lang in aligned_inputs(cfg, src_lang, langs):
+        if cfg.format == "moses":
+            ps, rec = read_moses(*files, lang, tag, on_error, cfg.name, cfg.licence)
+            recs = [rec]
+        elif cfg.format == "tmx":
+            ps, recs = read_tmx(files[0], src_lang, langs, tag, on_error, cfg.name, cfg.licence)
+        else:
+            ps, recs = read_tsv(files[0], src_lang, langs, lang, cfg.format == "tatoeba", tag,
+                                on_error, cfg.name, cfg.licence)
+        pairs += ps
+        records += recs
     return pairs, records

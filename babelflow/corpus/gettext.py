@@ -235,10 +235,9 @@ def read_catalog(path: Path, lang: str, source: str, on_error: str, licence: str
     return pairs, rec
 
 
-def collect_gettext(cfg, langs: list[str], on_error: str):
-    """Every catalog of every requested language, in a fixed (path-sorted) order."""
+def catalogs(cfg, langs: list[str]) -> list[tuple[Path, str]]:
+    """(catalog, language) of every catalog collect reads for `langs`, in a fixed (path-sorted) order."""
     dirs = catalog_dirs(list(cfg.search))
-    pairs, records = [], []
     explicit: list[tuple[Path, str]] = []
     for p in cfg.paths:
         p = Path(p)
@@ -259,13 +258,20 @@ def collect_gettext(cfg, langs: list[str], on_error: str):
     for lang in langs:
         todo += [(c, lang) for c in find_catalogs(dirs, lang)]
     todo += [(p, lang) for p, lang in explicit if lang in langs]
+    out = []
     for path, lang in todo:
         key = (os.path.realpath(path), lang)
         if key in seen:
             continue
         seen.add(key)
-        if cfg.domains is not None and path.stem not in cfg.domains:
-            continue
+        if cfg.domains is None or path.stem in cfg.domains:
+            out.append((path, lang))
+    return out
+
+
+def collect_gettext(cfg, langs: list[str], on_error: str):
+    pairs, records = [], []
+    for path, lang in catalogs(cfg, langs):
         ps, rec = read_catalog(path, lang, cfg.name, on_error, cfg.licence)
         pairs += ps
         records.append(rec)

@@ -103,9 +103,10 @@ def test_transient_503_recovers_through_retries_then_permanent_failure_names_the
         assert "Running stage 'clean'" not in out, out[-4000:]  # nothing after the failed stage
     finally:
         down.close()
-    # DVC deletes a stage's outputs before running it; every other stage's artifacts are untouched,
-    # and the failed stage's last good output is still in DVC's cache, one checkout away.
-    collect_outs = {"data/raw", "data/metrics/collect.json"}
+    # DVC deletes a stage's outputs before running it; every other stage's artifacts are untouched
+    # (but the inputs stage's, which ran and fingerprinted the new source), and the failed stage's
+    # last good output is still in DVC's cache, one checkout away.
+    collect_outs = {"data/raw", "data/metrics/collect.json", "data/inputs"}
     untouched = {p: b for p, b in raw_before.items() if not any(str(p).startswith(o) for o in collect_outs)}
     after = {p.relative_to(root): p.read_bytes() for p in (root / "data").rglob("*") if p.is_file()}
     assert {p: after.get(p) for p in untouched} == untouched

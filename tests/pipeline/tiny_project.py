@@ -1,7 +1,9 @@
 """Builds a throw-away babelflow project with a tiny config, for end-to-end pipeline tests."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +94,16 @@ def lock_hashes(root: Path) -> dict[str, dict[str, str]]:
         stage: {o["path"]: o.get("md5") for o in body.get("outs", [])}
         for stage, body in lock["stages"].items()
     }
+
+
+def ran_stages(dvc_output: str) -> set[str]:
+    """The stages a `dvc repro` ran, from its output."""
+    return set(re.findall(r"Running stage '([\w-]+)'", dvc_output))
+
+
+def stale_stages(root: Path, *args: str) -> dict:
+    """`dvc status --json [args]` less the `inputs` stage, which is always changed by design (it runs
+    every time to fingerprint the inputs): {} means up to date."""
+    status = json.loads(sh(["dvc", "status", "--json", *args], root).stdout)
+    assert status.pop("inputs", ["always changed"]) == ["always changed"], status
+    return status

@@ -98,8 +98,12 @@ def dvc_template(tmp_path_factory):
     (repo / ".dvc" / "config").write_text(
         "[core]\n    remote = localremote\n['remote \"localremote\"']\n    url = ../../remote\n")
     cmd = f"{sys.executable} -c \"open('out.txt','w').write('translated model bytes\\n')\""
+    # Like babelflow's `inputs` stage: always changed by design, so `dvc status` never drops it.
+    stamp = f"{sys.executable} -c \"open('stamp.txt','w').write('inputs unchanged\\n')\""
     (repo / "dvc.yaml").write_text(
-        "stages:\n  make:\n    cmd: " + json.dumps(cmd) + "\n    outs:\n      - out.txt\n")
+        "stages:\n  inputs:\n    cmd: " + json.dumps(stamp) + "\n    always_changed: true\n"
+        "    outs:\n      - stamp.txt:\n          cache: false\n"
+        "  make:\n    cmd: " + json.dumps(cmd) + "\n    deps:\n      - stamp.txt\n    outs:\n      - out.txt\n")
     sh([DVC, "repro", "-q"], repo)
     sh(["git", "add", ".dvc/config", ".dvcignore", "dvc.yaml", ".gitignore"], repo)
     sh(["git", "commit", "-q", "-m", "pipeline"], repo)  # dvc.lock left for the release to commit
