@@ -47,6 +47,8 @@ def work_folder_problem(work: Path) -> str | None:
         return (f"is not empty and not an earlier run of this benchmark (no .git/{MARKER}); "
                 "choose another --work or remove it yourself")
     return None
+
+
 # Runs on every `dvc repro` by design (it fingerprints the inputs); a no-op repro runs only it.
 ALWAYS_RUNS = {"inputs"}
 
