@@ -26,7 +26,7 @@ DE = ["Die Katze schläft.", "Ein Hund läuft nach Hause.", "Zwei Vögel singen 
 
 
 def _params(*sources):
-    return parse_params({"languages": {"source": "en", "targets": ["de"]},
+    return parse_params({"languages": {"source": "en", "targets": ["de"]}, "adapt": {"enabled": False},
                          "collect": {"sources": list(sources), "split": {"dev": 0.0, "test": 0.0}}})
 
 

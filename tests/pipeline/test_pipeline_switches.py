@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.pipeline.tiny_project import make_project, sh
+from tests.pipeline.tiny_project import make_project, ran_stages, sh, stale_stages
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,8 @@ SWITCHES = {
 def test_switched_off_stages_keep_dvc_repro_whole(tmp_path, multi30k_dir):
     root = make_project(tmp_path / "proj", multi30k_dir, overrides=SWITCHES)
     sh(["dvc", "repro"], root, timeout=900)
-    assert "up to date" in sh(["dvc", "status"], root).stdout
-    assert "Running stage" not in sh(["dvc", "repro"], root).stdout
+    assert stale_stages(root) == {}
+    assert ran_stages(sh(["dvc", "repro"], root).stdout) <= {"inputs"}
 
     data = root / "data"
     adapt = json.loads((data / "metrics" / "adapt.json").read_text())
