@@ -273,6 +273,10 @@ class Cleaner:
                 os_.writelines(out_s)
                 ot.writelines(out_t)
                 report.lines_out += len(out_s)
+        if report.removed.get(INVALID):  # on_error: skip never skips silently
+            first = (report.examples.get(INVALID) or [{"file": src_path, "line": "?", "error": "see report.json"}])[0]
+            log.warning("clean: skipped %d invalid line(s) of %s / %s (on_error: skip), first %s:%s: %s",
+                        report.removed[INVALID], src_path, tgt_path.name, first["file"], first["line"], first["error"])
         return report
 
     def _order(self) -> list[str]:
