@@ -122,6 +122,7 @@ def _get(url: str, part: Path, meta: Path, watchdog: _Watchdog, max_bytes: int) 
             raise _Incomplete("the server answered the resume with another version or range; starting over")
         if not resumed:
             have = 0
+            part.unlink(missing_ok=True)  # first: a crash must not pair the old bytes with the new validator
             write_json(meta, {"validator": _validator(resp.headers)})
         size, received = have, 0
         with open(part, "ab" if resumed else "wb") as fh:
