@@ -114,7 +114,7 @@ class UrlSource(Section):
     # For archives: which members hold which split/lang; free-form, interpreted by the url source.
     members: dict[str, str] = Field(default_factory=dict)
     retries: int = Field(default=4, ge=0, le=20)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=3600.0, gt=0)  # the whole download, retries included
     max_bytes: int = Field(default=2_000_000_000, gt=0)
     licence: str | None = None
 

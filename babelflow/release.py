@@ -34,6 +34,7 @@ class ReleaseInputs:
     eval_metrics: Path | None = None  # data/eval/metrics.json
     adapt_dir: Path | None = None  # data/adapt (results.json, curve.png)
     manifest: Path | None = None  # data/raw/manifest.json
+    clean_report: Path | None = None  # data/clean/report.json
 
 
 def _optional_json(path: Path | None) -> Any:
@@ -142,6 +143,33 @@ def _sources_section(params: dict, manifest: Any, manifest_sha: str | None) -> l
     return lines + [""]
 
 
+def _skipped_section(manifest: Any, clean_report: Any) -> list[str]:
+    """What `on_error: skip` left out: each skipped input, or the first few and where the rest are."""
+    lines = ["## Skipped inputs", ""]
+    skipped = (manifest.get("skipped") or []) if isinstance(manifest, dict) else []
+    pairs = (clean_report.get("pairs") or {}) if isinstance(clean_report, dict) else {}
+    invalid = [(pair, split, rep) for pair in sorted(pairs) for split, rep in pairs[pair].items()
+               if (rep.get("removed") or {}).get("invalid_input")]
+    if manifest is None:
+        lines.append("Without data/raw/manifest.json the inputs collect skipped are unknown.")
+    elif not skipped and not invalid:
+        return lines + ["No input was skipped (collect.on_error, clean.on_error).", ""]
+    if skipped:
+        lines += [f"collect skipped {len(skipped)} inputs whole or in part (`collect.on_error: skip`):", ""]
+        for sk in skipped[:MAX_LISTED_INPUTS]:
+            what = "skipped whole" if sk.get("whole") else f"{sk.get('lines')} line(s) skipped"
+            lines.append(f"- {sk.get('path')} ({sk.get('lang')}): {what}: {sk.get('reason')}")
+        if len(skipped) > MAX_LISTED_INPUTS:
+            lines.append(f"- and {len(skipped) - MAX_LISTED_INPUTS} more: every one is under `skipped` in "
+                         "data/raw/manifest.json")
+    for pair, split, rep in invalid:
+        ex = ((rep.get("examples") or {}).get("invalid_input") or [None])[0]
+        first = f", first {ex.get('file')}:{ex.get('line')}: {ex.get('error')}" if ex else ""
+        lines.append(f"- clean, {pair} {split}: {rep['removed']['invalid_input']} line(s) skipped as invalid "
+                     f"(`clean.on_error: skip`){first}; all in data/clean/report.json")
+    return lines + [""]
+
+
 def _metrics_section(eval_metrics: Any) -> list[str]:
     lines = ["## Evaluation (test split, sacrebleu)", ""]
     if not eval_metrics:
@@ -232,7 +260,8 @@ def without_volatile(obj: Any) -> Any:
 
 
 def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_curve: bool,
-                      manifest: Any, manifest_sha: str | None, train_state: Any, model_info: Any) -> str:
+                      manifest: Any, manifest_sha: str | None, train_state: Any, model_info: Any,
+                      clean_report: Any = None) -> str:
     rel = params.get("release", {})
     langs = params.get("languages", {})
     lines = [f"# {rel.get('name')} {rel.get('version')}", ""]
@@ -243,6 +272,7 @@ def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_c
               f"- held out (adaptation experiments only): {', '.join(langs.get('heldout', [])) or 'none'}",
               ""]
     lines += _sources_section(params, manifest, manifest_sha)
+    lines += _skipped_section(manifest, clean_report)
     lines += ["## Model and training", ""]
     if isinstance(model_info, dict):
         lines.append(f"- architecture: {model_info.get('arch')}, vocabulary {model_info.get('vocab_size')}")
@@ -290,6 +320,7 @@ def build_release(target: str | Path, params: dict, inputs: ReleaseInputs) -> di
     has_curve = curve is not None and curve.is_file()
     train_state = _optional_json(inputs.train_dir / "train_state.json")
     model_info = _optional_json(inputs.train_dir / "model.json")
+    clean_report = _optional_json(inputs.clean_report)
 
     with atomic_dir(target) as out:
         for name in REQUIRED_MODEL:
@@ -301,7 +332,8 @@ def build_release(target: str | Path, params: dict, inputs: ReleaseInputs) -> di
         write_text(out / "params.yaml", dump_params_yaml(params))
         write_json(out / "metrics.json", {"eval": eval_metrics, "adapt": adapt_results})
         write_text(out / "MODEL_CARD.md", render_model_card(
-            params, eval_metrics, adapt_results, has_curve, manifest, manifest_sha, train_state, model_info))
+            params, eval_metrics, adapt_results, has_curve, manifest, manifest_sha, train_state, model_info,
+            clean_report))
         sums = sha256sums(out)
         write_text(out / SUMS, sums)
     return {line[66:]: line[:64] for line in sums.splitlines()}

@@ -19,6 +19,7 @@ def run(params: Params, paths: Paths) -> dict:
         "total_in": report["totals"]["in"],
         "total_out": report["totals"]["out"],
         "removed": report["totals"]["removed"],
+        "skipped_lines": report["totals"]["removed"].get("invalid_input", 0),  # under clean.on_error: skip
     }
     paths.metrics("clean").parent.mkdir(parents=True, exist_ok=True)
     write_json(paths.metrics("clean"), metrics)

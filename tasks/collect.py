@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from babelflow.config import Params
+from babelflow.corpus.records import skipped
 from babelflow.corpus.sources import collect
 from babelflow.io import atomic_dir, write_json
 from tasks._common import Paths, stage_main
@@ -15,6 +16,7 @@ def run(params: Params, paths: Paths) -> dict:
     out, records = collect(params, paths.root / params.collect.cache_dir)  # an absolute cache_dir stays
     src_lang = params.languages.source
     per_pair: dict[str, dict[str, int]] = {}
+    skips = skipped(records)
     with atomic_dir(paths.raw) as tmp:
         for lang, splits in out.items():
             pair = params.languages.pair(lang)
@@ -41,9 +43,11 @@ def run(params: Params, paths: Paths) -> dict:
             "inputs": inputs,
             "pairs": per_pair,
             "errors": [r["path"] + ": " + r["error"] for r in inputs if "error" in r],
+            "skipped": skips,  # under on_error: skip; the model card lists them
         })
     metrics = {"pairs": per_pair, "inputs": len(records),
-               "total": {s: sum(c[s] for c in per_pair.values()) for s in ("train", "dev", "test")}}
+               "total": {s: sum(c[s] for c in per_pair.values()) for s in ("train", "dev", "test")},
+               "skipped_inputs": sum(s["whole"] for s in skips), "skipped_lines": sum(s["lines"] for s in skips)}
     write_json(paths.metrics("collect"), metrics)
     return metrics
 

@@ -13,6 +13,7 @@ def run(params: Params, paths: Paths) -> dict:
         eval_metrics=paths.eval / "metrics.json",
         adapt_dir=paths.adapt,
         manifest=paths.raw / "manifest.json",
+        clean_report=paths.clean / "report.json",
     )
     files = build_release(paths.release, params.model_dump(mode="json"), inputs)
     return {"files": len(files)}

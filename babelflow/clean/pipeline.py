@@ -12,6 +12,8 @@ import logging
 import multiprocessing as mp
 import os
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -21,7 +23,7 @@ from babelflow.clean import worker
 from babelflow.clean.lang_id import MODEL as LANGID_MODEL
 from babelflow.clean.worker import NormSettings, process_chunk
 from babelflow.corpus.split import SPLITS
-from babelflow.errors import InputError
+from babelflow.errors import BabelflowError, InputError
 from babelflow.languages import base_language
 
 if TYPE_CHECKING:
@@ -164,8 +166,22 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _result(item):
-    return process_chunk(item) if isinstance(item, tuple) else item.get()
+class WorkerDied(BabelflowError):
+    """A pool worker ended without a result (killed by a signal, e.g. the out-of-memory killer)."""
+
+
+def _result(job, future, src_path: Path):
+    if future is None:
+        return process_chunk(job)
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        # The executor fails every pending chunk at once: the first one waited on is named.
+        first, last = job[2][0][0], job[2][-1][0]
+        raise WorkerDied(f"{src_path}: a clean worker process died (killed by a signal, e.g. the "
+                         f"out-of-memory killer) while filtering lines {first}-{last} or a later chunk; "
+                         "nothing was written. Lower clean.workers or clean.chunk_lines, or free memory, "
+                         "and run again") from None
 
 
 class Cleaner:
@@ -186,16 +202,18 @@ class Cleaner:
         if self.workers > 1:
             # workers - 1 processes: this one filters every `workers`-th chunk itself (see _map).
             # spawn: no inherited locks or file handles from the parent (e.g. Prefect's threads).
-            self.pool = mp.get_context("spawn").Pool(self.workers - 1, initializer=worker.init, initargs=init_args)
+            # An executor, not mp.Pool: a worker that dies (OOM killer) breaks it and fails the
+            # pending chunks at once, where Pool replaces the worker and waits for its result forever.
+            self.pool = ProcessPoolExecutor(self.workers - 1, mp_context=mp.get_context("spawn"),
+                                            initializer=worker.init, initargs=init_args)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+            self.pool.shutdown(wait=True, cancel_futures=True)  # at most the chunks in flight
             self.pool = None
 
-    def _map(self, jobs: Iterator):
+    def _map(self, jobs: Iterator, src_path: Path):
         """Results in input order. Not `Pool.imap`: its feeder thread drains the whole input
         iterator at once, which would read a 10M-line file into memory; here at most
         2 x workers chunks are in flight.
@@ -208,11 +226,11 @@ class Cleaner:
             return
         pending: deque = deque()
         for j, job in enumerate(jobs):
-            pending.append(job if j % self.workers == 0 else self.pool.apply_async(process_chunk, (job,)))
+            pending.append((job, None if j % self.workers == 0 else self.pool.submit(worker.pool_chunk, job)))
             if len(pending) >= 2 * self.workers:
-                yield _result(pending.popleft())
+                yield _result(*pending.popleft(), src_path)
         while pending:
-            yield _result(pending.popleft())
+            yield _result(*pending.popleft(), src_path)
 
     def clean_split(self, src_path: Path, tgt_path: Path, out_src: Path, out_tgt: Path,
                     fs: F.FilterSettings, held_out_keys: set[bytes] | None,
@@ -228,7 +246,7 @@ class Cleaner:
         jobs = ((self.norm, fs, chunk) for chunk in _chunks(rows, cfg.chunk_lines))
         with open(out_src, "w", encoding="utf-8", newline="\n") as os_, \
                 open(out_tgt, "w", encoding="utf-8", newline="\n") as ot:
-            for result in self._map(jobs):
+            for result in self._map(jobs, src_path):
                 out_s: list[str] = []
                 out_t: list[str] = []
                 for line_no, s, t, reason, k in result:
@@ -255,6 +273,10 @@ class Cleaner:
                 os_.writelines(out_s)
                 ot.writelines(out_t)
                 report.lines_out += len(out_s)
+        if report.removed.get(INVALID):  # on_error: skip never skips silently
+            first = (report.examples.get(INVALID) or [{"file": src_path, "line": "?", "error": "see report.json"}])[0]
+            log.warning("clean: skipped %d invalid line(s) of %s / %s (on_error: skip), first %s:%s: %s",
+                        report.removed[INVALID], src_path, tgt_path.name, first["file"], first["line"], first["error"])
         return report
 
     def _order(self) -> list[str]:

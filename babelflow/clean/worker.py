@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from babelflow import failpoints
 from babelflow.clean import filters as F
 from babelflow.clean.lang_id import Tables
 from babelflow.clean.normalize import normalize
@@ -81,3 +82,9 @@ def process_chunk(job: tuple[NormSettings, F.FilterSettings, list[tuple[int, str
         line_no, s, t = out[i]
         out[i] = (line_no, rows[i][1], rows[i][2], "langid", None) if bad else (line_no, s, t, None, keys(s, t))
     return out
+
+
+def pool_chunk(job):
+    """`process_chunk` as a pool worker runs it: the failpoint lets a test kill a real worker mid-chunk."""
+    failpoints.reach("clean_worker")
+    return process_chunk(job)

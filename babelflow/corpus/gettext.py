@@ -18,6 +18,11 @@ from typing import Iterator
 from babelflow.errors import InputError
 
 MO_MAGIC = 0x950412DE
+# No longer string can reach training: the clean stage drops any longer line (MAX_LINE_BYTES there).
+MAX_STRING_BYTES = 1 << 20
+# msgfmt stores each string once, so all of them together fit in the file. Entries may share string
+# data, though: 1 MB of tables pointing at one string claims gigabytes. Past this factor: refused.
+MAX_EXPANSION = 4
 _CHARSET = re.compile(r"charset=([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 
 # (msgid, msgid_plural or None, msgstr forms)
@@ -53,11 +58,23 @@ def read_mo(path: str | Path, data: bytes | None = None) -> Iterator[tuple[int, 
     size = len(data)
     if orig + 8 * n > size or trans + 8 * n > size:
         raise InputError(path, f"string tables for {n} entries run past the end of the file")
+
+    def entry(i: int) -> tuple[int, int, int, int]:
+        return (*struct.unpack_from(endian + "II", data, orig + 8 * i),
+                *struct.unpack_from(endian + "II", data, trans + 8 * i))
+
+    total = 0  # checked over the whole table before any string is copied out
     for i in range(n):
-        olen, ooff = struct.unpack_from(endian + "II", data, orig + 8 * i)
-        tlen, toff = struct.unpack_from(endian + "II", data, trans + 8 * i)
+        olen, ooff, tlen, toff = entry(i)
         if ooff + olen > size or toff + tlen > size:
             raise InputError(path, f"entry {i} points past the end of the file")
+        total += olen + tlen
+        if total > MAX_EXPANSION * size:
+            raise InputError(path, f"entry {i}: entries 0-{i} claim {total} bytes of text, over "
+                             f"{MAX_EXPANSION}x the file's {size} bytes (they share string data): "
+                             "refused as a decompression bomb")
+    for i in range(n):
+        olen, ooff, tlen, toff = entry(i)
         yield i, data[ooff : ooff + olen], data[toff : toff + tlen]
 
 
@@ -69,6 +86,10 @@ def mo_entries(path: str | Path, on_error: str, record) -> Iterator[Entry]:
     charset = _charset(header, path)
     for i, o, t in raw:
         if o == b"":
+            continue
+        if len(o) > MAX_STRING_BYTES or len(t) > MAX_STRING_BYTES:
+            record.read += 1
+            record.drop("too_long")
             continue
         try:
             msgid_raw = o.split(b"\x04", 1)[1] if b"\x04" in o else o

@@ -50,6 +50,28 @@ class Pair:
     record: InputRecord
 
 
+# Drop reasons that only `on_error: skip` produces: with `fail` each of them stops the run instead.
+SKIP_REASONS = ("invalid_utf8", "invalid_encoding", "bad_field_count", "mismatched_line_count", "file_error")
+
+
+def skipped(records: list[InputRecord]) -> list[dict[str, Any]]:
+    """The input files `on_error: skip` skipped, whole (an error) or in part (lines), sorted by path.
+    One entry per file: a TSV or TMX file has a record per language."""
+    by_path: dict[str, dict[str, Any]] = {}
+    for r in records:
+        lines = Counter({k: v for k, v in r.dropped.items() if k in SKIP_REASONS and v})
+        if "error" not in r.extra and not lines:
+            continue
+        s = by_path.setdefault(r.path, {"path": r.path, "langs": set(), "error": None, "dropped": Counter()})
+        s["langs"].add(r.lang)
+        s["error"] = s["error"] or r.extra.get("error")
+        s["dropped"] += lines
+    return [{"path": p, "lang": ",".join(sorted(s["langs"] - {"*"})) or "*", "whole": s["error"] is not None,
+             "lines": sum(s["dropped"].values()),
+             "reason": s["error"] or ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items()))}
+            for p, s in sorted(by_path.items())]
+
+
 def flatten(text: str, record: InputRecord) -> str:
     """Make a sentence safe for a line-aligned file; counts how often that changed something."""
     if _BREAKS.search(text):

@@ -22,3 +22,17 @@ def make_mo(entries: dict[bytes, bytes], charset: str = "UTF-8", endian: str = "
     head = struct.pack(endian + "7I", 0x950412DE, 0, n, orig, trans, 0, 0)
     tables = b"".join(struct.pack(endian + "II", *e) for e in otab + ttab)
     return head + tables + blob
+
+
+def make_shared_mo(n: int, shared: bytes, endian: str = "<") -> bytes:
+    """A .mo whose `n` entries all point at one string, msgid and msgstr alike (the format allows
+    it): a file of about 16 n + len(shared) bytes that claims 2 n len(shared) bytes of text."""
+    data_off = 28 + 16 * n + 64
+    header = b"Content-Type: text/plain; charset=UTF-8\n"
+    head = struct.pack(endian + "7I", 0x950412DE, 0, n + 1, 28, 28 + 8 * (n + 1), 0, 0)
+    # Entry 0 is the header (msgid ""); every other entry is the shared string.
+    otab = struct.pack(endian + "II", 0, data_off) + struct.pack(endian + "II", len(shared), data_off + 64) * n
+    ttab = struct.pack(endian + "II", len(header), data_off) + struct.pack(endian + "II", len(shared), data_off + 64) * n
+    body = head + otab + ttab
+    body += b"\x00" * (data_off - len(body))
+    return body + header.ljust(64, b"\x00") + shared + b"\x00"

@@ -37,6 +37,9 @@ class _Server:
                     return
                 start = int(rng.split("=")[1].rstrip("-")) if rng else 0
                 self.send_response(206 if rng else 200)
+                self.send_header("ETag", '"1"')  # a resume is only tried against a validator
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 if outer.cut_first:
