@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from babelflow.models import load_model
+    from babelflow.release import verify_release
     from babelflow.tokenizer import Tokenizer
 
     parser = argparse.ArgumentParser(prog="babelflow export")
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantization", default=None, help="e.g. int8, int8_float32, float16")
     args = parser.parse_args(argv)
     release = Path(args.release)
+    verify_release(release)  # what is exported must be what the release's SHA256SUMS vouch for
     model = load_model(release)
     out = export_ctranslate2(model, Tokenizer(release / "spm.model").pieces, args.output, args.quantization)
     # Lets `babelflow translate --ctranslate2` refuse an export of some other model's weights.

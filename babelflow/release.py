@@ -23,6 +23,9 @@ from babelflow.io import atomic_dir, read_json, sha256_file, write_json, write_t
 SUMS = "SHA256SUMS"
 REQUIRED_MODEL = ("model.safetensors", "model.json")
 REQUIRED_TOKENIZER = ("spm.model", "spm.vocab")
+# What `babelflow translate` and `babelflow export` read: a release whose SHA256SUMS leaves one out
+# would let that file be swapped unnoticed.
+VERIFIED = ("model.safetensors", "model.json", "spm.model", "params.yaml")
 VOLATILE_KEYS = frozenset({"elapsed_s", "duration_s", "seconds", "timestamp", "time_s"})
 MAX_LISTED_INPUTS = 25  # a gettext manifest lists thousands of catalogs; the card shows the first few
 
@@ -63,12 +66,13 @@ def sha256sums(folder: Path) -> str:
 
 
 def verify_release(folder: str | Path) -> None:
-    """Raise IntegrityError unless every file listed in SHA256SUMS is present with that hash."""
+    """Raise IntegrityError unless every file listed in SHA256SUMS is present with that hash, and the
+    list includes every file a release is read through (VERIFIED)."""
     folder = Path(folder)
     sums = folder / SUMS
     if not sums.is_file():
         raise IntegrityError(f"{sums}: missing; not a babelflow release folder")
-    listed = 0
+    listed: set[str] = set()
     for lineno, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -82,9 +86,13 @@ def verify_release(folder: str | Path) -> None:
         if actual != digest:
             raise IntegrityError(f"{path}: sha256 {actual} does not match {SUMS} ({digest}); "
                                  "the release was modified or is corrupt")
-        listed += 1
-    if listed == 0:
+        listed.add(name)
+    if not listed:
         raise IntegrityError(f"{sums}: lists no files")
+    unlisted = [name for name in VERIFIED if name not in listed]
+    if unlisted:
+        raise IntegrityError(f"{sums}: does not list {', '.join(unlisted)}; the release was modified or is "
+                             "incomplete")
 
 
 # ------------------------------------------------------------------------------------------ model card
