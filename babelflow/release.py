@@ -157,13 +157,18 @@ def _metrics_section(eval_metrics: Any) -> list[str]:
     pairs = {k: v for k, v in eval_metrics.items() if isinstance(v, dict) and "signatures" in v}
     lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
     def row(label: str, m: dict) -> str:
-        return f"| {label} | {m.get('n', '')} | {_fmt(m.get('bleu'))} | {_fmt(m.get('chrf'))} | {_fmt(m.get('ter'))} |"
+        # An empty test split has no scores (None), not scores of 0: its note says so below the table.
+        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrf", "ter")]
+        return f"| {label} | {m.get('n', '')} | " + " | ".join(cells) + " |"
 
     lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]
     if isinstance(eval_metrics.get("macro"), dict):
         lines.append(row("macro average", eval_metrics["macro"]))
     external = eval_metrics.get("external") or {}
     lines += [row(f"{name} (external, {external[name].get('tgt')})", external[name]) for name in sorted(external)]
+    notes = [f"{label}: {m['note']}." for label, m in [*sorted(pairs.items()), *sorted(external.items())]
+             if m.get("note")]
+    lines += ["", *notes] if notes else []
     lines += ["", "Signatures:", ""]
     sigs: dict[tuple[str, str], list[str]] = {}
     for pair in sorted(pairs):
