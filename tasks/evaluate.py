@@ -67,7 +67,8 @@ def load_sacrebleu_set(name: str, langpair: str, limit: int) -> tuple[list[str],
     return load_aligned(Path(src_file), Path(ref_files[0]), limit)
 
 
-def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params) -> list[str]:
+def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params, source: str) -> list[str]:
+    """`sentences` are the lines of `source`: a line cut to the model's length is logged as source:line."""
     from babelflow.decode import decoding_workers, translate
 
     ev = params.evaluate
@@ -76,6 +77,7 @@ def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params)
             model, tokenizer, sentences, tgt,
             beam_size=ev.beam_size, length_penalty=ev.length_penalty,
             max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences, workers=workers,
+            source=source,
         )
     if len(hyps) != len(sentences):
         raise BabelflowError(f"decoder returned {len(hyps)} translations for {len(sentences)} inputs")
@@ -120,7 +122,7 @@ def run(params: Params, paths: Paths) -> dict:
         src, ref = load_aligned(paths.clean / pair / "test.src", paths.clean / pair / "test.tgt",
                                 ev.max_sentences)
         log.info("%s: translating %d sentences (beam %d)", pair, len(src), ev.beam_size)
-        hyps = _translate(model, tokenizer, src, tgt, params)
+        hyps = _translate(model, tokenizer, src, tgt, params, str(paths.clean / pair / "test.src"))
         pair_metrics[pair] = score(hyps, ref, tgt)
         hyp_files[f"{pair}.hyp"] = hyps
         examples[pair] = list(zip(src, ref, hyps))[: ev.examples]
@@ -132,7 +134,7 @@ def run(params: Params, paths: Paths) -> dict:
 
     for ext in ev.external:
         src, ref = _external(ext, params)
-        hyps = _translate(model, tokenizer, src, ext.tgt, params)
+        hyps = _translate(model, tokenizer, src, ext.tgt, params, ext.src_path or f"{ext.sacrebleu} ({ext.tgt})")
         external[ext.name] = {**score(hyps, ref, ext.tgt), "tgt": ext.tgt}
         hyp_files[f"external.{ext.name}.hyp"] = hyps
 
