@@ -1,7 +1,8 @@
 """The `babelflow` command: translate with a release, cut a versioned release, run or schedule the
 pipeline, export a model.
 
-Every user-caused failure ends with exit code 2 and one readable message (no traceback).
+Every user-caused failure ends with exit code 2 and one readable message (no traceback); a full disk
+(or quota) with exit code 3 and the file being written, as the pipeline stages do.
 Prefect and the exporter are imported only by the subcommands that need them, so `translate` starts
 fast and works where those are not installed.
 """
@@ -393,6 +394,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0  # `babelflow translate ... | head` closed the pipe: not an error
+    except OSError as exc:
+        from babelflow.io import disk_full_message
+
+        message = disk_full_message(exc)
+        if message is None:
+            raise
+        print(f"babelflow {args.command}: error: {message}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
