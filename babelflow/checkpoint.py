@@ -6,6 +6,7 @@ Layout: `<ckpt_dir>/step_00001234/{model.safetensors,state.pt}`, each folder wri
 """
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import re
@@ -16,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_model
+from safetensors.torch import load_file, load_model
 from torch import nn
 
 from babelflow import failpoints
 from babelflow.errors import IntegrityError
 from babelflow.io import atomic_dir, fingerprint_of, sha256_file
+from babelflow.models import save_weights
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
 PACKAGE = Path(__file__).resolve().parent
@@ -157,9 +159,17 @@ def _discard(paths: list[Path], why: str, log) -> list[Path]:
 def save_checkpoint(ckpt_dir: str | Path, step: int, model: nn.Module, state: dict, keep: int) -> Path:
     target = Path(ckpt_dir) / f"step_{step:08d}"
     with atomic_dir(target) as tmp:
-        # save_model (not save_file) copes with tied embeddings, which share storage.
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(_canonical(state), tmp / "state.pt")
+        save_weights(model, tmp / "model.safetensors")
+        with open(tmp / "state.pt", "wb", buffering=0) as fh:  # unbuffered: no write left for close()
+            try:
+                torch.save(_canonical(state), fh)
+            except RuntimeError as exc:
+                # torch.save to a path reports a full disk as "unexpected pos"; through a Python file
+                # the failed write's OSError is kept as the context, so it can name the file.
+                if not isinstance(exc.__context__, OSError) or exc.__context__.errno is None:
+                    raise
+                err = exc.__context__.errno
+                raise OSError(err, os.strerror(err), str(tmp / "state.pt")) from exc
     failpoints.reach(f"checkpoint_saved:{Path(ckpt_dir).name}")
     for old in checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -1,7 +1,8 @@
 """The `babelflow` command: translate with a release, cut a versioned release, run or schedule the
 pipeline, export a model.
 
-Every user-caused failure ends with exit code 2 and one readable message (no traceback).
+Every user-caused failure ends with exit code 2 and one readable message (no traceback); a full disk
+(or quota) with exit code 3 and the file being written, as the pipeline stages do.
 Prefect and the exporter are imported only by the subcommands that need them, so `translate` starts
 fast and works where those are not installed.
 """
@@ -47,6 +48,17 @@ def release_defaults(release: Path) -> dict:
         return {}
 
 
+def capped_lines(inp: TextIO, max_chars: int) -> Iterator[str]:
+    """The lines of `inp` without their line break. A line over `max_chars` characters is kept to
+    max_chars + 1 of them (enough to tell it was longer) and the rest is read past in pieces, so one
+    enormous line cannot fill the memory."""
+    while line := inp.readline(max_chars + 1):
+        if len(line) > max_chars and not line.endswith("\n"):
+            while (rest := inp.readline(max_chars)) and not rest.endswith("\n"):
+                pass
+        yield line.rstrip("\r\n")
+
+
 def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
     buf: list[str] = []
     for line in lines:
@@ -59,18 +71,27 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def translate_stream(decode_ids: Callable[[list[list[int]]], list[list[int]]], tokenizer, inp: TextIO,
-                     out: TextIO, tgt: str, block: int, progress=None) -> int:
+                     out: TextIO, tgt: str, block: int, progress=None, limit: int = 512,
+                     name: str = "<stdin>") -> int:
     """Translate line by line in blocks of `block` lines, writing each block as soon as it is done
     (pipes stay live). `decode_ids` maps source id rows to hypothesis id rows (PyTorch or CTranslate2).
 
-    Blank lines stay blank, so the output is aligned with the input line for line.
+    Blank lines stay blank, so the output is aligned with the input line for line. A line over the
+    model's `limit` source tokens is cut there (babelflow.decode.encode_limited), with a warning on
+    stderr naming it as line n of `name`.
     """
+    from babelflow.decode import CHARS_PER_TOKEN, encode_limited, truncation_warning
     from babelflow.metrics import single_line
 
     n = 0
-    for lines in chunks(inp, block):
+    for lines in chunks(capped_lines(inp, limit * CHARS_PER_TOKEN), block):
         todo = [i for i, s in enumerate(lines) if s.strip()]
-        encoded = [tokenizer.encode_source(lines[i], tgt) for i in todo]
+        encoded = [encode_limited(tokenizer, lines[i], tgt, limit) for i in todo]
+        for i, e in zip(todo, encoded):
+            if e[2]:
+                warning = f"babelflow translate: WARNING: {truncation_warning(f'{name}:{n + i + 1}', limit)}"
+                # Through tqdm when a progress bar is drawn, so the warning does not land inside it.
+                (progress.write if progress is not None else print)(warning, file=sys.stderr)
         hyps = decode_ids([e[0] for e in encoded]) if todo else []
         result = [""] * len(lines)
         for i, h, e in zip(todo, hyps, encoded):
@@ -115,6 +136,18 @@ def check_translate_output(output: Path, inp: str | None, reads: Sequence[Path])
     for folder in reads:
         if folder.resolve() in output.resolve().parents:
             raise InputError(output, f"lies inside {folder}, which this command reads; write elsewhere")
+
+
+def release_source_limit(release: Path) -> int:
+    """The source tokens the release's model takes (babelflow.decode.source_limit), from its model.json."""
+    from babelflow.decode import source_limit
+    from babelflow.io import read_json
+
+    path = release / "model.json"  # verify_release has checked it against SHA256SUMS
+    try:
+        return source_limit(read_json(path)["config"].get("max_positions"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"cannot read the model's config: {exc}") from None
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -186,7 +219,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
                     return translate_ids(model, rows, beam, length_penalty, max_length_ratio, chunk, workers)
 
             todo = dict(decode_ids=decode_ids, tokenizer=tokenizer, inp=inp, tgt=args.to, block=chunk * workers,
-                        progress=progress)
+                        progress=progress, limit=release_source_limit(release),
+                        name=args.input if args.input and args.input != "-" else "<stdin>")
             if args.output and args.output != "-":
                 from babelflow.io import atomic_open
 
@@ -382,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0  # `babelflow translate ... | head` closed the pipe: not an error
+    except OSError as exc:
+        from babelflow.io import disk_full_message
+
+        message = disk_full_message(exc)
+        if message is None:
+            raise
+        print(f"babelflow {args.command}: error: {message}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

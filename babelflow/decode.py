@@ -6,10 +6,15 @@ continue. A sentence is done once it has K finished hypotheses (or reaches its m
 the live beams are forced to end). Finished hypotheses are ranked with the GNMT length penalty
 score / ((5 + |y|) / 6) ** alpha, |y| counting the EOS; alpha = 0 ranks by raw log-probability.
 The maximum target length is ceil(max_length_ratio * source_length) + 5 per sentence.
+
+A source longer than the model's positions (`source_limit`) is cut there with a warning naming its
+line, as fairseq and OpenNMT truncate to their maximum source length: time and memory stay bounded
+(attention is quadratic in the length) and every line still gets a translation.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +25,15 @@ from torch import Tensor
 
 from babelflow.models.base import Seq2Seq
 from babelflow.specials import BOS_ID, EOS_ID, PAD_ID
+
+log = logging.getLogger("babelflow.decode")
+
+# Models without a position table (the RNN) get the Transformer's default one as their source limit.
+DEFAULT_SOURCE_LIMIT = 512
+# A SentencePiece piece spans at most 16 characters (max_piece_length): a line longer than this many
+# characters per allowed token cannot fit, and is cut before encoding so that an enormous line costs
+# the tokenizer no more time or memory than one that fits.
+CHARS_PER_TOKEN = 16
 
 
 @dataclass
@@ -63,6 +77,27 @@ def decoding_workers(device: torch.device | str) -> Iterator[int]:
         yield threads
     finally:
         torch.set_num_threads(threads)
+
+
+def source_limit(max_positions: int | None) -> int:
+    """Most source tokens (target tag and EOS included) decoded by a model whose config says
+    `max_positions`: the rows of the Transformer's position table, and of its CTranslate2 export."""
+    return int(max_positions or DEFAULT_SOURCE_LIMIT)
+
+
+def encode_limited(tokenizer: SourceTokenizer, text: str, tgt_lang: str, limit: int) -> tuple[list[int], Any, bool]:
+    """`tokenizer.encode_source(text, tgt_lang)` cut to `limit` ids (the tag and the EOS kept), and
+    whether it was cut."""
+    max_chars = limit * CHARS_PER_TOKEN
+    cut = len(text) > max_chars
+    ids, mapping = tokenizer.encode_source(text[:max_chars] if cut else text, tgt_lang)
+    if len(ids) > limit:
+        ids, cut = ids[: limit - 1] + [EOS_ID], True
+    return ids, mapping, cut
+
+
+def truncation_warning(where: str, limit: int) -> str:
+    return f"{where}: cut to the model's {limit} source tokens; the rest of the line is not translated"
 
 
 def gnmt_penalty(length: int, alpha: float) -> float:
@@ -287,9 +322,17 @@ def translate(
     max_length_ratio: float = 2.0,
     batch_sentences: int = 64,
     workers: int = 1,
+    source: str | None = None,
 ) -> list[str]:
-    """Translate raw sentences into `tgt_lang` (selected by the tag the tokenizer prepends)."""
-    encoded = [tokenizer.encode_source(s, tgt_lang) for s in sentences]
+    """Translate raw sentences into `tgt_lang` (selected by the tag the tokenizer prepends).
+
+    A sentence over the model's `source_limit` is cut with a logged warning naming it as line i of
+    `source` (a file the sentences are the lines of), or as sentence i."""
+    limit = source_limit(getattr(getattr(model, "cfg", None), "max_positions", None))
+    encoded = [encode_limited(tokenizer, s, tgt_lang, limit) for s in sentences]
+    for i, (_, _, cut) in enumerate(encoded):
+        if cut:
+            log.warning(truncation_warning(f"{source}:{i + 1}" if source else f"sentence {i + 1}", limit))
     ids = translate_ids(
         model, [e[0] for e in encoded], beam_size, length_penalty, max_length_ratio, batch_sentences, workers
     )

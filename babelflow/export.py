@@ -176,11 +176,13 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     """`babelflow export --format ctranslate2 --release data/release --output OUT [--quantization int8]`."""
     from babelflow.models import load_model
+    from babelflow.release import verify_release
     from babelflow.tokenizer import Tokenizer
 
     args = build_parser().parse_args(argv)
     release, out = Path(args.release), Path(args.output)
     check_output(release, out, args.force)  # before anything is read or written
+    verify_release(release)  # what is exported must be what the release's SHA256SUMS vouch for
     model = load_model(release)
     # Lets `babelflow translate --ctranslate2` refuse an export of some other model's weights.
     made_from = weights_sha256(read_json(release / "model.json"), release / "model.safetensors")

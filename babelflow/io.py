@@ -22,10 +22,27 @@ from babelflow import failpoints
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-def _raise_naming(exc: BaseException, target: Path) -> None:
-    # write() errors carry no file name; a "disk full" that does not say which artifact is useless.
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS and not exc.filename:
-        raise OSError(exc.errno, exc.strerror, str(target)) from exc
+def _raise_naming(exc: BaseException, target: Path, tmp: Path | None = None) -> None:
+    """Re-raise a disk-full OSError naming the artifact: write() errors carry no file name, a copy's
+    names its source first (the destination is filename2), and the temporary `tmp` (or a file inside
+    atomic_dir's temporary folder) is named where it was going to be, `target`."""
+    if not (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):
+        return
+    name = exc.filename2 or exc.filename
+    if name and tmp is not None and Path(name).is_relative_to(tmp):
+        name = target / Path(name).relative_to(tmp)
+    if not name or exc.filename2 or str(name) != str(exc.filename):
+        raise OSError(exc.errno, exc.strerror, str(name or target)) from exc
+
+
+def disk_full_message(exc: BaseException) -> str | None:
+    """The one-line message for a write that failed for want of space (disk, quota, file size limit),
+    naming the file; None for any other error. The stages and the CLI then exit with code 3."""
+    if not (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):
+        return None
+    # Every artifact is written to a temporary sibling first, so nothing in place was damaged.
+    return (f"no space left writing {exc.filename or 'an artifact'} ({os.strerror(exc.errno)}); "
+            "earlier artifacts are intact: free space and run again")
 
 
 def _umask() -> int:
@@ -61,12 +78,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        # Again: a writer may have replaced the file with its own (safetensors renames a 0600 one in).
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        _raise_naming(exc, target)
+        _raise_naming(exc, target, tmp_path)
         raise
 
 
@@ -123,7 +142,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         yield tmp
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        _raise_naming(exc, target)
+        _raise_naming(exc, target, tmp)
         raise
     failpoints.reach(f"before_rename:{target.name}")
     old = None

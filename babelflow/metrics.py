@@ -24,6 +24,10 @@ from babelflow.languages import base_language
 # inside a hypothesis would shift every following line of a .hyp file against its reference.
 _LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
+# What an empty test split gets instead of scores: sacrebleu scores nothing as BLEU 0 / TER 0, which
+# reads like a model that failed. Readers show pairs whose "bleu" is None with this note.
+NOT_SCORED = "n = 0, not scored"
+
 CHAR_LEVEL_LANGS = frozenset({"ja", "ko", "th", "lo", "km", "my"})
 ASIAN_TER_LANGS = frozenset({"zh", "ja", "ko"})
 
@@ -54,7 +58,8 @@ def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
     """Score detokenized hypotheses against one reference each.
 
     Returns {"bleu", "chrf", "ter": float, "signatures": {"bleu","chrf","ter": str}, "n": int,
-    "tokenize": str}. Scores are sacrebleu's own corpus scores (0-100), not rounded.
+    "tokenize": str}. Scores are sacrebleu's own corpus scores (0-100), not rounded. No sentences gives
+    n = 0, the scores None, no signatures and "note": NOT_SCORED.
     """
     hyps, refs = list(hyps), list(refs)
     if len(hyps) != len(refs):
@@ -63,7 +68,8 @@ def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
             "(the hypothesis and reference files must be aligned line by line)"
         )
     if not hyps:
-        raise BabelflowError(f"cannot score {tgt_lang}: no sentences")
+        return {"n": 0, "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}, "bleu": None, "chrf": None,
+                "ter": None, "note": NOT_SCORED}
     for name, seq in (("hypothesis", hyps), ("reference", refs)):
         for i, s in enumerate(seq):
             if not isinstance(s, str):

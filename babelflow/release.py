@@ -23,6 +23,9 @@ from babelflow.io import atomic_dir, read_json, sha256_file, write_json, write_t
 SUMS = "SHA256SUMS"
 REQUIRED_MODEL = ("model.safetensors", "model.json")
 REQUIRED_TOKENIZER = ("spm.model", "spm.vocab")
+# What `babelflow translate` and `babelflow export` read: a release whose SHA256SUMS leaves one out
+# would let that file be swapped unnoticed.
+VERIFIED = ("model.safetensors", "model.json", "spm.model", "params.yaml")
 VOLATILE_KEYS = frozenset({"elapsed_s", "duration_s", "seconds", "timestamp", "time_s"})
 MAX_LISTED_INPUTS = 25  # a gettext manifest lists thousands of catalogs; the card shows the first few
 
@@ -64,12 +67,13 @@ def sha256sums(folder: Path) -> str:
 
 
 def verify_release(folder: str | Path) -> None:
-    """Raise IntegrityError unless every file listed in SHA256SUMS is present with that hash."""
+    """Raise IntegrityError unless every file listed in SHA256SUMS is present with that hash, and the
+    list includes every file a release is read through (VERIFIED)."""
     folder = Path(folder)
     sums = folder / SUMS
     if not sums.is_file():
         raise IntegrityError(f"{sums}: missing; not a babelflow release folder")
-    listed = 0
+    listed: set[str] = set()
     for lineno, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -83,9 +87,13 @@ def verify_release(folder: str | Path) -> None:
         if actual != digest:
             raise IntegrityError(f"{path}: sha256 {actual} does not match {SUMS} ({digest}); "
                                  "the release was modified or is corrupt")
-        listed += 1
-    if listed == 0:
+        listed.add(name)
+    if not listed:
         raise IntegrityError(f"{sums}: lists no files")
+    unlisted = [name for name in VERIFIED if name not in listed]
+    if unlisted:
+        raise IntegrityError(f"{sums}: does not list {', '.join(unlisted)}; the release was modified or is "
+                             "incomplete")
 
 
 # ------------------------------------------------------------------------------------------ model card
@@ -177,13 +185,18 @@ def _metrics_section(eval_metrics: Any) -> list[str]:
     pairs = {k: v for k, v in eval_metrics.items() if isinstance(v, dict) and "signatures" in v}
     lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
     def row(label: str, m: dict) -> str:
-        return f"| {label} | {m.get('n', '')} | {_fmt(m.get('bleu'))} | {_fmt(m.get('chrf'))} | {_fmt(m.get('ter'))} |"
+        # An empty test split has no scores (None), not scores of 0: its note says so below the table.
+        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrf", "ter")]
+        return f"| {label} | {m.get('n', '')} | " + " | ".join(cells) + " |"
 
     lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]
     if isinstance(eval_metrics.get("macro"), dict):
         lines.append(row("macro average", eval_metrics["macro"]))
     external = eval_metrics.get("external") or {}
     lines += [row(f"{name} (external, {external[name].get('tgt')})", external[name]) for name in sorted(external)]
+    notes = [f"{label}: {m['note']}." for label, m in [*sorted(pairs.items()), *sorted(external.items())]
+             if m.get("note")]
+    lines += ["", *notes] if notes else []
     lines += ["", "Signatures:", ""]
     sigs: dict[tuple[str, str], list[str]] = {}
     for pair in sorted(pairs):

@@ -8,6 +8,8 @@ import csv
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from babelflow.metrics import NOT_SCORED
+
 
 def _cell(text: str) -> str:
     # A pipe or newline in a sentence would break the Markdown table row.
@@ -18,8 +20,12 @@ def metrics_table(metrics: dict[str, dict]) -> list[str]:
     lines = ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
     for pair in sorted(metrics):
         m = metrics[pair]
-        lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['ter']:.2f} |")
-    return lines
+        if m["bleu"] is None:
+            lines.append(f"| {pair} | {m['n']} | – | – | – |")
+        else:
+            lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['ter']:.2f} |")
+    unscored = [pair for pair in sorted(metrics) if metrics[pair]["bleu"] is None]
+    return lines + (["", *(f"{pair}: {NOT_SCORED} (empty test split)." for pair in unscored)] if unscored else [])
 
 
 def signatures_block(metrics: dict[str, dict]) -> list[str]:
@@ -54,7 +60,7 @@ def render_report(
     if settings:
         lines += ["Decoding: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())), ""]
     lines += ["## Test split (sacrebleu)", ""] + metrics_table(metrics) + [""]
-    if macro:
+    if macro and macro["bleu"] is not None:
         lines += [
             f"Macro average over {macro['pairs']} pairs: BLEU {macro['bleu']:.2f}, "
             f"chrF++ {macro['chrf']:.2f}, TER {macro['ter']:.2f}.",

@@ -74,13 +74,19 @@ def metrics_markdown(root: str | Path) -> str:
     lines = ["# babelflow run", ""]
     eval_path = root / "data" / "metrics" / "eval.json"
     if eval_path.exists():
+        from babelflow.metrics import NOT_SCORED
+
         metrics = json.loads(eval_path.read_text(encoding="utf-8"))
         lines += ["## Test set (sacrebleu)", "", "| pair | BLEU | chrF++ | TER |", "|---|---|---|---|"]
+        unscored = []
         for pair, m in sorted(metrics.items()):
             if isinstance(m, dict) and "bleu" in m:
-                lines.append(f"| {pair} | {m['bleu']:.2f} | {m.get('chrf', float('nan')):.2f} | "
-                             f"{m.get('ter', float('nan')):.2f} |")
-        lines.append("")
+                # An empty test split has None for its scores (babelflow.metrics.score), not 0.
+                cells = ["–" if m.get(k) is None else f"{m[k]:.2f}" for k in ("bleu", "chrf", "ter")]
+                lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+                if m["bleu"] is None and m.get("n") == 0:
+                    unscored.append(f"{pair}: {NOT_SCORED}")
+        lines += ["", *unscored, ""] if unscored else [""]
     adapt_path = root / "data" / "metrics" / "adapt.json"
     if adapt_path.exists():
         lines += ["## Adaptation (BLEU)", "", "```json", adapt_path.read_text(encoding="utf-8"), "```", ""]

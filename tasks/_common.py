@@ -12,7 +12,7 @@ from typing import Callable
 
 from babelflow.config import Params, load_params
 from babelflow.errors import BabelflowError
-from babelflow.io import DISK_FULL_ERRNOS, write_json
+from babelflow.io import disk_full_message, write_json
 
 log = logging.getLogger("babelflow")
 
@@ -106,7 +106,8 @@ def stage_main(name: str, run: Callable[[Params, Paths], object]) -> None:
     """CLI entry for `python -m tasks.<name>`: validated params first, then the stage.
 
     A BabelflowError (bad input, bad config) ends with exit code 2 and a one-paragraph message
-    instead of a traceback: it is the user's to fix, not a bug.
+    instead of a traceback: it is the user's to fix, not a bug. A full disk ends with exit code 3 and
+    the file it was writing.
     """
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}")
     parser.add_argument("--params", default="params.yaml")
@@ -123,10 +124,8 @@ def stage_main(name: str, run: Callable[[Params, Paths], object]) -> None:
         print(f"babelflow {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:
-        if exc.errno not in DISK_FULL_ERRNOS:
+        message = disk_full_message(exc)
+        if message is None:
             raise
-        # Every artifact is written to a temporary sibling first, so nothing in place was damaged.
-        where = exc.filename or "an artifact"
-        print(f"babelflow {name}: error: no space left writing {where} ({os.strerror(exc.errno)}); "
-              "earlier artifacts are intact: free space and run again", file=sys.stderr)
+        print(f"babelflow {name}: error: {message}", file=sys.stderr)
         sys.exit(3)

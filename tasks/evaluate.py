@@ -13,7 +13,7 @@ from pathlib import Path
 from babelflow.config import ExternalTestSet, Params
 from babelflow.errors import BabelflowError, InputError, SourceUnavailableError
 from babelflow.io import atomic_dir, write_json, write_text
-from babelflow.metrics import score, single_line
+from babelflow.metrics import NOT_SCORED, score, single_line
 from babelflow.report import plot_learning_curve, render_report
 from tasks._common import Paths, stage_main
 
@@ -32,6 +32,8 @@ def read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise InputError(path, "not valid UTF-8", line=line) from None
+    if not text:
+        return []  # an empty file has no lines, not one empty line
     lines = text.split("\n")
     return lines[:-1] if text.endswith("\n") else lines
 
@@ -65,7 +67,8 @@ def load_sacrebleu_set(name: str, langpair: str, limit: int) -> tuple[list[str],
     return load_aligned(Path(src_file), Path(ref_files[0]), limit)
 
 
-def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params) -> list[str]:
+def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params, source: str) -> list[str]:
+    """`sentences` are the lines of `source`: a line cut to the model's length is logged as source:line."""
     from babelflow.decode import decoding_workers, translate
 
     ev = params.evaluate
@@ -74,6 +77,7 @@ def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params)
             model, tokenizer, sentences, tgt,
             beam_size=ev.beam_size, length_penalty=ev.length_penalty,
             max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences, workers=workers,
+            source=source,
         )
     if len(hyps) != len(sentences):
         raise BabelflowError(f"decoder returned {len(hyps)} translations for {len(sentences)} inputs")
@@ -88,10 +92,12 @@ def _external(ext: ExternalTestSet, params: Params) -> tuple[list[str], list[str
 
 
 def macro_average(metrics: dict[str, dict]) -> dict:
-    n = len(metrics)
+    """Over the pairs that were scored (an empty test split is not a score of 0); "pairs" counts them."""
+    scored = [m for m in metrics.values() if m["bleu"] is not None]
+    n = len(scored)
     return {
         "pairs": n,
-        **{k: sum(m[k] for m in metrics.values()) / n for k in ("bleu", "chrf", "ter")},
+        **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrf", "ter")},
     }
 
 
@@ -115,19 +121,20 @@ def run(params: Params, paths: Paths) -> dict:
         pair = params.languages.pair(tgt)
         src, ref = load_aligned(paths.clean / pair / "test.src", paths.clean / pair / "test.tgt",
                                 ev.max_sentences)
-        if not src:
-            raise InputError(paths.clean / pair / "test.src", "empty test split: nothing to evaluate")
         log.info("%s: translating %d sentences (beam %d)", pair, len(src), ev.beam_size)
-        hyps = _translate(model, tokenizer, src, tgt, params)
+        hyps = _translate(model, tokenizer, src, tgt, params, str(paths.clean / pair / "test.src"))
         pair_metrics[pair] = score(hyps, ref, tgt)
         hyp_files[f"{pair}.hyp"] = hyps
         examples[pair] = list(zip(src, ref, hyps))[: ev.examples]
-        log.info("%s: BLEU %.2f chrF++ %.2f TER %.2f", pair, pair_metrics[pair]["bleu"],
-                 pair_metrics[pair]["chrf"], pair_metrics[pair]["ter"])
+        if src:
+            log.info("%s: BLEU %.2f chrF++ %.2f TER %.2f", pair, pair_metrics[pair]["bleu"],
+                     pair_metrics[pair]["chrf"], pair_metrics[pair]["ter"])
+        else:
+            log.warning("%s: empty test split (%s): %s", pair, paths.clean / pair / "test.src", NOT_SCORED)
 
     for ext in ev.external:
         src, ref = _external(ext, params)
-        hyps = _translate(model, tokenizer, src, ext.tgt, params)
+        hyps = _translate(model, tokenizer, src, ext.tgt, params, ext.src_path or f"{ext.sacrebleu} ({ext.tgt})")
         external[ext.name] = {**score(hyps, ref, ext.tgt), "tgt": ext.tgt}
         hyp_files[f"external.{ext.name}.hyp"] = hyps
 

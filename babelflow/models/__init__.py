@@ -6,6 +6,8 @@ instead of silently translating garbage).
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from babelflow.models.transformer import Transformer
 
 __all__ = [
     "EncoderOutput", "Seq2Seq", "Transformer", "RNNSeq2Seq",
-    "build_model", "build_model_from_dict", "save_model", "load_model",
+    "build_model", "build_model_from_dict", "save_model", "save_weights", "load_model",
 ]
 
 WEIGHTS = "model.safetensors"
@@ -50,16 +52,34 @@ def build_model_from_dict(d: dict[str, Any], path: str | Path = "<model config>"
     raise InputError(path, f"unknown arch {arch!r} (expected 'transformer' or 'rnn')")
 
 
-def save_model(model: Seq2Seq, out_dir: str | Path) -> Path:
+def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write `model`'s weights to `path` as safetensors, atomically: the one place weights reach the
+    disk (save_model, checkpoints).
+
+    safetensors writes through a temporary file of its own, created 0600, and reports a full disk as a
+    SafetensorError with the errno only in its text: atomic_path gives the file every artifact's mode,
+    and a failed write becomes an OSError with that errno, named after `path` (the stages exit 3).
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # Tied weights are a single Parameter used twice (F.linear on the embedding), so the state dict
     # has no aliases and save_file can write it as is.
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"arch": model.arch})
+    with atomic_path(path) as tmp:
+        try:
+            save_file(state, str(tmp), metadata=metadata)
+        except SafetensorError as exc:
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from exc
+
+
+def save_model(model: Seq2Seq, out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out_dir / WEIGHTS, metadata={"arch": model.arch})
     meta = model.config_dict()
     meta["weights_sha256"] = sha256_file(out_dir / WEIGHTS)
     write_json(out_dir / META, meta)

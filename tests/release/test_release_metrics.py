@@ -91,5 +91,7 @@ def test_perfect_and_length_mismatch():
     assert perfect["ter"] == pytest.approx(0.0)
     with pytest.raises(BabelflowError, match="2 hypotheses but 3 references"):
         score(refs, refs + ["x"], "de")
-    with pytest.raises(BabelflowError, match="no sentences"):
-        score([], [], "de")
+    # Nothing to score is n = 0 without scores, never BLEU 0 / TER 0.
+    empty = score([], [], "de")
+    assert empty["n"] == 0 and empty["bleu"] is None and empty["chrf"] is None and empty["ter"] is None
+    assert empty["note"] == "n = 0, not scored" and empty["signatures"] == {}
