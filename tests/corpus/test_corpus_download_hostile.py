@@ -239,7 +239,7 @@ def test_collect_stage_exits_2_on_a_corrupt_download(serve, tmp_path):
     s = serve("ok")
     s.body = GOOD_ZIP[: len(GOOD_ZIP) // 2]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "languages": {"source": "en", "targets": ["de"], "heldout": []},
+        "languages": {"source": "en", "targets": ["de"], "heldout": []}, "adapt": {"enabled": False},
         "collect": {"sources": [{"type": "url", "name": "opus", "url": s.url, "retries": 0}]},
     }))
     res = subprocess.run([sys.executable, "-m", "tasks.collect", "--params", str(tmp_path / "params.yaml"),

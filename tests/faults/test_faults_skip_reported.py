@@ -35,7 +35,7 @@ def test_collect_skips_are_logged_counted_and_in_the_manifest(tmp_path, caplog):
     bomb.parent.mkdir(parents=True)
     bomb.write_bytes(make_shared_mo(2000, b"x" * 20_000))
     params = parse_params({
-        "languages": {"source": "en", "targets": ["de"], "heldout": []},
+        "languages": {"source": "en", "targets": ["de"], "heldout": []}, "adapt": {"enabled": False},
         "collect": {"on_error": "skip", "split": {"dev": 0.1, "test": 0.1}, "sources": [
             {"type": "aligned", "name": "good", "path": str(good)},
             {"type": "aligned", "name": "broken", "format": "tsv", "lang": "de", "path": str(broken),
@@ -75,7 +75,7 @@ def test_clean_skips_are_logged_and_counted(tmp_path, caplog):
     root = tmp_path / "proj"
     _raw(root, b"Broken \xff\xfe bytes")
     params = parse_params({
-        "languages": {"source": "en", "targets": ["de"], "heldout": []},
+        "languages": {"source": "en", "targets": ["de"], "heldout": []}, "adapt": {"enabled": False},
         "collect": {"sources": [{"type": "gettext"}]},
         "clean": {"langid": False, "workers": 1, "on_error": "skip"},
     })

@@ -25,7 +25,7 @@ def _project(root: Path) -> None:
         (d / f"{split}.src").write_text("".join(f"The {split} sentence number {i}.\n" for i in range(n)))
         (d / f"{split}.tgt").write_text("".join(f"Der {split} Satz Nummer {i}.\n" for i in range(n)))
     (root / "params.yaml").write_text(yaml.safe_dump({
-        "languages": {"source": "en", "targets": ["de"], "heldout": []},
+        "languages": {"source": "en", "targets": ["de"], "heldout": []}, "adapt": {"enabled": False},
         "collect": {"sources": [{"type": "gettext"}]},
         "clean": {"langid": False, "workers": 2, "chunk_lines": 3},
     }))
