@@ -42,7 +42,7 @@ def clean_dir(tmp_path_factory) -> Path:
     return root
 
 
-def make_params(**train):
+def params_with(**train):
     base = dict(max_tokens=96, max_steps=6, lr=3e-3, warmup_steps=2, checkpoint_every=3, validate_every=3,
                 keep_checkpoints=2, dev_bleu_sentences=0, threads=1, max_len=40, device="cpu", temperature=2.0,
                 label_smoothing=0.1, accumulate=1)
@@ -93,7 +93,19 @@ def save_tiny(model, out_dir):
     save_model(model, str(Path(out_dir) / "model.safetensors"))
 
 
-@pytest.fixture(scope="session")
-def train_helpers():
-    """(make_params, build_tiny, save_tiny) for the trainer tests."""
-    return make_params, build_tiny, save_tiny
+@pytest.fixture
+def make_params():
+    """make_params(**train): tiny params with these train knobs."""
+    return params_with
+
+
+@pytest.fixture
+def run(clean_dir, tokenizer):
+    """run(params, root, logs=None, **kw): train_model on the tiny model into root/{out,ckpt,plots}."""
+    from babelflow.train import train_model
+
+    def go(params, root, logs=None, **kw):
+        return train_model(params, clean_dir, tokenizer, root / "out", root / "ckpt", root / "plots",
+                           log=(logs if logs is not None else []).append, build=build_tiny, save=save_tiny, **kw)
+
+    return go

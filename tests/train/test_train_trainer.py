@@ -8,25 +8,9 @@ from safetensors.torch import load_file
 
 from babelflow.checkpoint import checkpoints
 from babelflow.io import sha256_file
-from babelflow.train import lr_at, train_model
+from babelflow.train import lr_at
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture
-def make_params(train_helpers):
-    return train_helpers[0]
-
-
-@pytest.fixture
-def run(train_helpers, clean_dir, tokenizer):
-    _, build, save = train_helpers
-
-    def go(params, root, logs=None, **kw):
-        return train_model(params, clean_dir, tokenizer, root / "out", root / "ckpt", root / "plots",
-                           log=(logs if logs is not None else []).append, build=build, save=save, **kw)
-
-    return go
 
 
 def _weights(root):
