@@ -122,7 +122,7 @@ def _training_data_section(params: dict, manifest: Any, manifest_sha: str | None
     for src in params.get("collect", {}).get("sources", []):
         where = src.get("path") or src.get("url") or src.get("test_set") or ", ".join(src.get("search", []))
         files = sum(1 for r in inputs if r.get("source") == src.get("name"))
-        lines.append(f"- **{src.get('name')}** ({src.get('type')}): {where}; {files} input file(s); "
+        lines.append(f"- **{src.get('name')}** ({src.get('type')}): {where}; {files} input(s) in the manifest; "
                      f"licence: {src.get('licence') or 'not stated'}")
     lines.append("")
     src_lang = params.get("languages", {}).get("source")
@@ -407,8 +407,9 @@ def _limitations_section(eval_metrics: Any, outputs: dict[str, dict] | None) -> 
         for pair, o in outputs.items():
             ratio = o["hyp_words"] / o["ref_words"] if o["ref_words"] else 1.0
             if not 0.67 <= ratio <= 1.5:
-                lines.append(f"- {pair} outputs have {ratio:.2f} words per reference word: far "
-                             f"{'longer' if ratio > 1 else 'shorter'} than the translations they are scored against.")
+                longer = "longer" if ratio > 1 else "shorter"
+                lines.append(f"- {pair} outputs have {ratio:.2f} words per reference word: far {longer} than "
+                             "the translations they are scored against.")
     low = [f"{pair} ({_fmt(float(m['bleu']))})" for pair, m in _scored_pairs(eval_metrics).items()
            if m["bleu"] < LOW_BLEU]
     if low:
