@@ -265,6 +265,14 @@ def cut_release(root: Path, version: str, remote: str | None, push: bool, log=pr
     if not SEMVER.match(version):
         raise ReleaseError(f"--version {version!r} is not a semantic version (X.Y.Z)")
     tag = f"v{version}"
+    from babelflow.config import load_params
+
+    # The model card, a DVC output, states release.version: a tag naming another version would point
+    # at a release whose card disagrees with it.
+    stated = load_params(root / "params.yaml").release.version
+    if version != stated:
+        raise ReleaseError(f"{root / 'params.yaml'}: release.version is {stated}, not {version}; set it to "
+                           f"{version}, run `dvc repro` and commit, then release")
     _run(["git", "rev-parse", "--git-dir"], root, f"{root} is not a git repository; git")
     if _run(["git", "tag", "--list", tag], root, "git tag --list").strip():
         raise ReleaseError(f"tag {tag} already exists; choose a new version")

@@ -378,6 +378,9 @@ class EvaluateConfig(Section):
 class ReleaseConfig(Section):
     name: str = Field(default="babelflow-model", min_length=1)
     version: str = "0.0.0-dev"
+    # The model card's `license` (a Hugging Face license id). "other": babelflow cannot choose one for
+    # weights trained on sources under their own licences; whoever publishes the model decides.
+    license: str = Field(default="other", pattern=r"^[a-z0-9][a-z0-9.+-]*$")
     remote: str = "localremote"
     intended_use: str = (
         "Research and prototyping of translation for software UI strings; not for high-stakes use."

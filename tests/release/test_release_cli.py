@@ -104,8 +104,12 @@ def dvc_template(tmp_path_factory):
         "stages:\n  inputs:\n    cmd: " + json.dumps(stamp) + "\n    always_changed: true\n"
         "    outs:\n      - stamp.txt:\n          cache: false\n"
         "  make:\n    cmd: " + json.dumps(cmd) + "\n    deps:\n      - stamp.txt\n    outs:\n      - out.txt\n")
+    # The version `babelflow release` tags must be the one the model card was built with.
+    (repo / "params.yaml").write_text(
+        "languages: {source: en, targets: [de], heldout: [ga]}\ncollect: {sources: [{type: gettext}]}\n"
+        "release: {name: toy, version: 1.0.0}\n")
     sh([DVC, "repro", "-q"], repo)
-    sh(["git", "add", ".dvc/config", ".dvcignore", "dvc.yaml", ".gitignore"], repo)
+    sh(["git", "add", ".dvc/config", ".dvcignore", "dvc.yaml", ".gitignore", "params.yaml"], repo)
     sh(["git", "commit", "-q", "-m", "pipeline"], repo)  # dvc.lock left for the release to commit
     return repo
 
@@ -140,9 +144,24 @@ def test_release_tags_pushes_and_restores(dvc_repo, tmp_path):
 def test_release_refuses_dirty_state(dvc_repo):
     repo, _ = dvc_repo
     (repo / "out.txt").write_text("edited by hand\n")
-    proc = cli(["release", "--version", "1.0.1", "--no-push"], repo)
+    proc = cli(["release", "--version", "1.0.0", "--no-push"], repo)
     assert proc.returncode == 2
     assert "dvc status is not clean" in proc.stderr
     assert sh(["git", "tag", "--list"], repo).stdout.strip() == ""
     bad = cli(["release", "--version", "1.0"], repo)
     assert bad.returncode == 2 and "semantic version" in bad.stderr
+
+
+@pytest.mark.slow
+def test_release_version_must_be_the_cards(dvc_repo):
+    """The card (a DVC output) says release.version from params.yaml: a tag with another version would
+    name a release whose MODEL_CARD.md disagrees with it."""
+    repo, _ = dvc_repo
+    proc = cli(["release", "--version", "1.1.0", "--no-push"], repo)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "params.yaml" in line and "release.version is 1.0.0" in line and "dvc repro" in line, line
+    assert sh(["git", "tag", "--list"], repo).stdout.strip() == ""
+    (repo / "params.yaml").unlink()
+    gone = cli(["release", "--version", "1.0.0", "--no-push"], repo)
+    assert gone.returncode == 2 and "params.yaml" in gone.stderr and "Traceback" not in gone.stderr
