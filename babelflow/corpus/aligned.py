@@ -6,7 +6,8 @@ under `on_error: skip`, are recorded on the input and its lines counted as dropp
 
 Memory stays bounded whatever the input holds: lines (and TMX segments) are read in pieces of
 MAX_LINE_BYTES, never whole. A longer one is no sentence (a gzip of a 10 GB line is 10 MB): an
-InputError naming file:line, or under `skip` counted as too_long.
+InputError naming file:line, or under `skip` counted as too_long. A gzip whose kept text inflates
+over MAX_INFLATE times is refused whole: short lines, each one a pair kept in memory.
 """
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ def find_file(path: Path) -> Path | None:
     return None
 
 
+# A gzip'd corpus is 3-10x smaller than its text; deflate goes up to 1000x on repeated short lines,
+# and collect keeps every pair (~250 bytes each): 10 MB of gzip would be 100 GB of memory. Past this
+# factor (over the first MAX_LINE_BYTES, counting the text kept: a too-long line costs time only),
+# a gzip is refused as a decompression bomb.
+MAX_INFLATE = 100
+
+
+def _check_inflate(fh: IO[bytes], kept: int, path: Path, line: int) -> None:
+    if isinstance(fh, gzip.GzipFile) and kept > MAX_LINE_BYTES + MAX_INFLATE * fh.fileobj.tell():
+        raise InputError(path, f"inflates over {MAX_INFLATE}x its compressed bytes: refused as a "
+                         "decompression bomb (gunzip it if the data is genuine)", line)
+
+
 def _open(path: Path) -> IO[bytes]:
     """The file's bytes, gunzipped when it starts with gzip's magic (whatever its name)."""
     with open(path, "rb") as fh:
@@ -61,12 +75,16 @@ def read_lines(path: Path, on_error: str) -> Iterator[tuple[int, bytes | None]]:
     """(1-based line, raw bytes without the newline); gzip detected by its magic, not the name.
     A line over MAX_LINE_BYTES (its newline counted, as clean counts it) raises under `fail`; under
     `skip` it is read past in pieces and comes as None."""
-    n = 0
+    n = kept = check_at = 0
     try:
         with _open(path) as fh:
             while raw := fh.readline(MAX_LINE_BYTES + 1):
                 n += 1
                 if len(raw) - raw.endswith(b"\n") < MAX_LINE_BYTES:
+                    kept += len(raw)
+                    if kept >= check_at:  # every 64 KB kept: tell() costs as much as a readline
+                        _check_inflate(fh, kept, path, n)
+                        check_at = kept + (1 << 16)
                     yield n, raw.rstrip(b"\n").rstrip(b"\r")
                     continue
                 if on_error == "fail":
@@ -206,6 +224,7 @@ class _TmxUnits:
         self.lang: str | None = None  # of the open <tuv>, until its first <seg> ends
         self.seg: list[str] | None = None  # text of the open <seg>
         self.size = self.inner = self.depth = 0
+        self.dropped = 0  # bytes of too-long segments' text, which cost time only
         parser.StartElementHandler, parser.EndElementHandler = self.start, self.end
         parser.CharacterDataHandler = self.data
 
@@ -237,7 +256,10 @@ class _TmxUnits:
             self.unit = None
 
     def data(self, text: str) -> None:
-        if self.seg is None or self.size >= MAX_LINE_BYTES:
+        if self.seg is None:
+            return
+        if self.size >= MAX_LINE_BYTES:
+            self.dropped += len(text)
             return
         self.size += len(text.encode("utf-8"))
         if self.size < MAX_LINE_BYTES:
@@ -262,6 +284,7 @@ def tmx_units(path: Path, on_error: str) -> Iterator[tuple[int, dict[str, str | 
                 if fed - parser.CurrentByteIndex >= MAX_LINE_BYTES:  # unparsed: one token so far
                     raise InputError(path, f"malformed TMX: a tag or comment longer than "
                                      f"{MAX_LINE_BYTES} bytes", parser.CurrentLineNumber)
+                _check_inflate(fh, fed - units.dropped, path, parser.CurrentLineNumber)
                 yield from units.done
                 units.done.clear()
             parser.Parse(b"", True)

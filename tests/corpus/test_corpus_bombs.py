@@ -181,6 +181,35 @@ def test_deeply_nested_tmx_is_refused_in_bounded_memory(tmp_path):
     assert skip.get("pairs") == [] and skip["skipped"][0]["whole"], skip
 
 
+def _many_lines(path: Path, unit: bytes, size: int) -> None:
+    """`size` bytes of `unit` repeated (many short lines, not one long one), gzip'd ~1000:1."""
+    member = gzip.compress(unit * (MiB // len(unit)), 9)
+    with open(path, "wb") as fh:
+        for _ in range(size // MiB):
+            fh.write(member)
+
+
+@pytest.mark.parametrize("name,fmt,unit", [
+    ("pairs.tsv", "tsv", b"Hello\tHallo\n"),
+    ("pairs.tmx", "tmx", b'<tu><tuv xml:lang="en"><seg>Hi</seg></tuv><tuv xml:lang="de"><seg>Hallo</seg></tuv></tu>'),
+], ids=["tsv", "tmx"])
+def test_gzip_of_many_short_lines_is_refused_in_bounded_memory(tmp_path, name, fmt, unit):
+    """collect keeps every pair (~250 bytes each): 23 KB of gzip'd TSV took 250 MB, 10 MB would take
+    100 GB. A gzip that inflates over MAX_INFLATE times is refused as a decompression bomb."""
+    head = TMX_HEAD.split(b"<tu>")[0] if fmt == "tmx" else b""
+    path = tmp_path / (name + ".gz")
+    path.write_bytes(gzip.compress(head))
+    with open(path, "ab") as fh:
+        _many_lines(tmp_path / "body.gz", unit, BOMB)
+        fh.write((tmp_path / "body.gz").read_bytes())
+    out = _probe({"format": fmt, "lang": "de", "path": str(tmp_path), "splits": {"train": name}})
+    fail, skip = out["fail"], out["skip"]
+    assert fail.get("raised") == "InputError" and name + ".gz:" in fail["error"], out
+    assert "decompression bomb" in fail["error"], out
+    assert skip.get("pairs") == [] and skip["skipped"][0]["whole"], skip
+    assert "decompression bomb" in skip["skipped"][0]["reason"], skip
+
+
 # --- small caps: the rules, fast --------------------------------------------------------------------
 
 @pytest.fixture
@@ -374,3 +403,13 @@ def test_clean_reads_an_endless_raw_line_in_bounded_memory(tmp_path):
     assert out["skip"]["rows"] == [["Hello", "Hallo"], ["Bye", "Tschüs"]], out
     assert out["skip"]["removed"] == {"invalid_input": 1}, out
     assert out["rss_mb"] < 200, out
+
+
+def test_genuine_gzip_text_is_not_a_bomb(tmp_path, multi30k_dir):
+    # Multi30k inflates 3.3x (the most repetitive real corpora ~10x); MAX_INFLATE leaves a wide margin.
+    for lang in ("en", "de"):
+        data = (multi30k_dir / f"train.{lang}").read_bytes()
+        (tmp_path / f"train.{lang}.gz").write_bytes(gzip.compress(data, 9))
+    cfg = AlignedSource(type="aligned", name="t", path=str(tmp_path))
+    pairs, [rec] = collect_aligned(cfg, "en", ["de"], "fail")
+    assert rec.read == 29000 and len(pairs) == 29000 - sum(rec.dropped.values())
