@@ -21,6 +21,11 @@ from babelflow import failpoints
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
+# The longest line (newline included) a corpus reader accepts, and the most it reads at once: no
+# sentence is this long, and reading a line whole would let one small gzip (a 10 GB line is 10 MB)
+# exhaust memory. collect and clean apply the same cap, so every line collect keeps, clean reads.
+MAX_LINE_BYTES = 1 << 20
+
 
 def _raise_naming(exc: BaseException, target: Path, tmp: Path | None = None) -> None:
     """Re-raise a disk-full OSError naming the artifact: write() errors carry no file name, a copy's

@@ -24,6 +24,7 @@ from babelflow.clean.lang_id import MODEL as LANGID_MODEL
 from babelflow.clean.worker import NormSettings, process_chunk
 from babelflow.corpus.split import SPLITS
 from babelflow.errors import BabelflowError, InputError
+from babelflow.io import MAX_LINE_BYTES
 from babelflow.languages import base_language
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("babelflow.clean")
 
-MAX_LINE_BYTES = 1 << 20
 STATEFUL_FILTERS = ("duplicate", "near_duplicate", "leakage")
 INVALID = "invalid_input"
 

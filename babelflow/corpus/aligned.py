@@ -3,18 +3,23 @@
 Readers yield candidate pairs and fill a provenance record. Whole-file problems (missing, empty,
 truncated gzip, unequal sides, TMX without the languages) raise InputError with file and line, or,
 under `on_error: skip`, are recorded on the input and its lines counted as dropped.
+
+Memory stays bounded whatever the input holds: lines (and TMX segments) are read in pieces of
+MAX_LINE_BYTES, never whole. A longer one is no sentence (a gzip of a 10 GB line is 10 MB): an
+InputError naming file:line, or under `skip` counted as too_long. A gzip whose kept text inflates
+over MAX_INFLATE times is refused whole: short lines, each one a pair kept in memory.
 """
 from __future__ import annotations
 
 import gzip
 import zlib
 from pathlib import Path
-from typing import Iterator
-from xml.etree import ElementTree as ET
+from typing import IO, Iterator
+from xml.parsers import expat
 
 from babelflow.corpus.records import InputRecord, Pair, flatten
 from babelflow.errors import InputError
-from babelflow.io import sha256_file
+from babelflow.io import MAX_LINE_BYTES, sha256_file
 
 # Tatoeba/OPUS use ISO 639-3; the pipeline uses the shortest code.
 ISO3 = {"eng": "en", "deu": "de", "fra": "fr", "spa": "es", "rus": "ru", "swe": "sv", "gle": "ga",
@@ -35,16 +40,58 @@ def find_file(path: Path) -> Path | None:
     return None
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line, raw bytes without the newline); gzip detected by its magic, not the name."""
+# A gzip'd corpus is 3-10x smaller than its text; deflate goes up to 1000x on repeated short lines,
+# and collect keeps every pair (~250 bytes each): 10 MB of gzip would be 100 GB of memory. Past this
+# factor (over the first MAX_LINE_BYTES, counting the text kept: a too-long line costs time only),
+# a gzip is refused as a decompression bomb.
+MAX_INFLATE = 100
+
+
+def _check_inflate(fh: IO[bytes], kept: int, path: Path, line: int) -> None:
+    if isinstance(fh, gzip.GzipFile) and kept > MAX_LINE_BYTES + MAX_INFLATE * fh.fileobj.tell():
+        raise InputError(path, f"inflates over {MAX_INFLATE}x its compressed bytes: refused as a "
+                         "decompression bomb (gunzip it if the data is genuine)", line)
+
+
+def _open(path: Path) -> IO[bytes]:
+    """The file's bytes, gunzipped when it starts with gzip's magic (whatever its name)."""
     with open(path, "rb") as fh:
         is_gz = fh.read(2) == b"\x1f\x8b"
-    opener = gzip.open if is_gz else open
-    n = 0
+    return gzip.open(path, "rb") if is_gz else open(path, "rb")
+
+
+def _too_long(path: Path, line: int, what: str = "line") -> InputError:
+    return InputError(path, f"{what} longer than {MAX_LINE_BYTES} bytes", line)
+
+
+def _skip_too_long(rec: InputRecord, path: Path, line: int) -> None:
+    """Count a line (or TMX unit) over MAX_LINE_BYTES that `on_error: skip` drops."""
+    rec.read += 1
+    rec.drop("too_long")
+    rec.first_skip = rec.first_skip or f"{path}:{line}"
+
+
+def read_lines(path: Path, on_error: str) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based line, raw bytes without the newline); gzip detected by its magic, not the name.
+    A line over MAX_LINE_BYTES (its newline counted, as clean counts it) raises under `fail`; under
+    `skip` it is read past in pieces and comes as None."""
+    n = kept = check_at = 0
     try:
-        with opener(path, "rb") as fh:
-            for n, raw in enumerate(fh, 1):
-                yield n, raw.rstrip(b"\n").rstrip(b"\r")
+        with _open(path) as fh:
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                n += 1
+                if len(raw) - raw.endswith(b"\n") < MAX_LINE_BYTES:
+                    kept += len(raw)
+                    if kept >= check_at:  # every 64 KB kept: tell() costs as much as a readline
+                        _check_inflate(fh, kept, path, n)
+                        check_at = kept + (1 << 16)
+                    yield n, raw.rstrip(b"\n").rstrip(b"\r")
+                    continue
+                if on_error == "fail":
+                    raise _too_long(path, n)
+                while raw and not raw.endswith(b"\n"):
+                    raw = fh.readline(MAX_LINE_BYTES)
+                yield n, None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise InputError(path, f"corrupt or truncated gzip after line {n}: {exc}", n + 1) from None
     if n == 0:
@@ -84,8 +131,8 @@ def read_moses(src_path: Path, tgt_path: Path, lang: str, split: str | None, on_
                       extra={"src_path": str(src_path), "src_sha256": sha256_file(src_path), "split": split})
     pairs: list[Pair] = []
     try:
-        s_lines = list(read_lines(src_path))
-        t_lines = list(read_lines(tgt_path))
+        s_lines = list(read_lines(src_path, on_error))
+        t_lines = list(read_lines(tgt_path, on_error))
     except InputError as exc:
         _fail_or_record(exc, rec, on_error)
         return [], rec
@@ -98,6 +145,9 @@ def read_moses(src_path: Path, tgt_path: Path, lang: str, split: str | None, on_
         rec.drop("mismatched_line_count", rec.read)
         return [], rec
     for (n, s), (_n, t) in zip(s_lines, t_lines):
+        if s is None or t is None:
+            _skip_too_long(rec, src_path if s is None else tgt_path, n)
+            continue
         _emit(rec, lang, _decode(s, src_path, n, on_error, rec), _decode(t, tgt_path, n, on_error, rec),
               split, pairs)
     return pairs, rec
@@ -117,7 +167,10 @@ def read_tsv(path: Path, src_lang: str, langs: list[str], tsv_lang: str | None, 
 
     other = InputRecord(source, "aligned", str(path), "*", sha, licence, extra={"split": split})
     try:
-        for n, raw in read_lines(path):
+        for n, raw in read_lines(path, on_error):
+            if raw is None:
+                _skip_too_long(other, path, n)
+                continue
             text = _decode(raw, path, n, on_error, other)
             if text is None:
                 other.read += 1
@@ -155,6 +208,93 @@ def read_tsv(path: Path, src_lang: str, langs: list[str], tsv_lang: str | None, 
     return pairs, records
 
 
+class _TmxUnits:
+    """expat callbacks that collect each <tu> as (line, {language: text of the tuv's first <seg>}),
+    its nested markup's text included. A segment over MAX_LINE_BYTES raises under `fail`, else its
+    text is dropped as it arrives and it comes as None."""
+
+    # TMX nests a few levels; expat keeps every open element, so "<a>" * 10**9 (gzip'd: 3 MB) would not fit.
+    MAX_DEPTH = 64
+
+    def __init__(self, parser, path: Path, on_error: str):
+        self.parser, self.path, self.on_error = parser, path, on_error
+        self.done: list[tuple[int, dict[str, str | None]]] = []
+        self.unit: dict[str, str | None] | None = None  # the open <tu>'s segments
+        self.line = 0  # of the open <tu>
+        self.lang: str | None = None  # of the open <tuv>, until its first <seg> ends
+        self.seg: list[str] | None = None  # text of the open <seg>
+        self.size = self.inner = self.depth = 0
+        self.dropped = 0  # bytes of too-long segments' text, which cost time only
+        parser.StartElementHandler, parser.EndElementHandler = self.start, self.end
+        parser.CharacterDataHandler = self.data
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth > self.MAX_DEPTH:
+            raise InputError(self.path, f"elements nested deeper than {self.MAX_DEPTH}",
+                             self.parser.CurrentLineNumber)
+        if self.seg is not None:
+            self.inner += 1
+        elif tag == "tu":
+            self.unit, self.line = {}, self.parser.CurrentLineNumber
+        elif tag == "tuv" and self.unit is not None:
+            self.lang = norm_lang(attrs.get("xml:lang") or attrs.get("lang") or "")
+        elif tag == "seg" and self.lang is not None:
+            self.seg, self.size, self.inner = [], 0, 0
+
+    def end(self, tag: str) -> None:
+        self.depth -= 1
+        if self.seg is not None and self.inner:
+            self.inner -= 1
+        elif self.seg is not None:  # </seg>
+            self.unit[self.lang] = "".join(self.seg) if self.size < MAX_LINE_BYTES else None
+            self.seg = self.lang = None
+        elif tag == "tuv":
+            self.lang = None
+        elif tag == "tu" and self.unit is not None:
+            self.done.append((self.line, self.unit))
+            self.unit = None
+
+    def data(self, text: str) -> None:
+        if self.seg is None:
+            return
+        if self.size >= MAX_LINE_BYTES:
+            self.dropped += len(text)
+            return
+        self.size += len(text.encode("utf-8"))
+        if self.size < MAX_LINE_BYTES:
+            self.seg.append(text)
+        elif self.on_error == "fail":
+            raise _too_long(self.path, self.line, "segment")
+        else:
+            self.seg = []
+
+
+def tmx_units(path: Path, on_error: str) -> Iterator[tuple[int, dict[str, str | None]]]:
+    """The <tu>s of a TMX file (gzip or not), parsed in pieces: memory is bounded by MAX_LINE_BYTES.
+    expat holds a tag or comment whole until its end, so one that long is refused as malformed."""
+    parser = expat.ParserCreate()
+    units = _TmxUnits(parser, path, on_error)
+    fed = 0
+    try:
+        with _open(path) as fh:
+            while piece := fh.read(1 << 16):
+                parser.Parse(piece, False)
+                fed += len(piece)
+                if fed - parser.CurrentByteIndex >= MAX_LINE_BYTES:  # unparsed: one token so far
+                    raise InputError(path, f"malformed TMX: a tag or comment longer than "
+                                     f"{MAX_LINE_BYTES} bytes", parser.CurrentLineNumber)
+                _check_inflate(fh, fed - units.dropped, path, parser.CurrentLineNumber)
+                yield from units.done
+                units.done.clear()
+            parser.Parse(b"", True)
+            yield from units.done
+    except expat.ExpatError as exc:
+        raise InputError(path, f"malformed TMX: {exc}", exc.lineno) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise InputError(path, f"corrupt or truncated gzip: {exc}") from None
+
+
 def read_tmx(path: Path, src_lang: str, langs: list[str], split: str | None, on_error: str,
              source: str, licence: str | None):
     sha = sha256_file(path)
@@ -164,30 +304,21 @@ def read_tmx(path: Path, src_lang: str, langs: list[str], split: str | None, on_
     seen_langs: set[str] = set()
     n_tu = 0
     try:
-        for _ev, elem in ET.iterparse(path, events=("end",)):
-            if elem.tag != "tu":
-                continue
+        for line, segs in tmx_units(path, on_error):
             n_tu += 1
-            segs: dict[str, str] = {}
-            for tuv in elem.iter("tuv"):
-                lang = tuv.get("{http://www.w3.org/XML/1998/namespace}lang") or tuv.get("lang") or ""
-                seg = tuv.find("seg")
-                if seg is not None:
-                    segs[norm_lang(lang)] = "".join(seg.itertext())
             seen_langs |= set(segs)
             for lang in langs:
-                if lang in segs or src_lang in segs:
-                    if lang in segs and src_lang in segs:
+                if lang in segs and src_lang in segs:
+                    if segs[lang] is None or segs[src_lang] is None:
+                        _skip_too_long(recs[lang], path, line)
+                    else:
                         _emit(recs[lang], lang, segs[src_lang], segs[lang], split, pairs)
-                    elif lang in segs:
-                        recs[lang].read += 1
-                        recs[lang].drop("missing_source_language")
-            elem.clear()
-    except ET.ParseError as exc:
-        line = exc.position[0] if getattr(exc, "position", None) else None
-        err = InputError(path, f"malformed TMX: {exc}", line)
+                elif lang in segs:
+                    recs[lang].read += 1
+                    recs[lang].drop("missing_source_language")
+    except InputError as err:
         if on_error == "fail":
-            raise err from None
+            raise
         for r in recs.values():
             r.extra["error"] = str(err)
             r.drop("file_error", sum(1 for p in pairs if p.record is r))

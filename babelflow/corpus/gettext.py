@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Iterator
 
 from babelflow.errors import InputError
+from babelflow.io import MAX_LINE_BYTES
 
 MO_MAGIC = 0x950412DE
-# No longer string can reach training: the clean stage drops any longer line (MAX_LINE_BYTES there).
-MAX_STRING_BYTES = 1 << 20
+# A longer string is no sentence: too_long, as a line over the cap is for every corpus reader.
+MAX_STRING_BYTES = MAX_LINE_BYTES
 # msgfmt stores each string once, so all of them together fit in the file. Entries may share string
 # data, though: 1 MB of tables pointing at one string claims gigabytes. Past this factor: refused.
 MAX_EXPANSION = 4
@@ -87,9 +88,12 @@ def mo_entries(path: str | Path, on_error: str, record) -> Iterator[Entry]:
     for i, o, t in raw:
         if o == b"":
             continue
-        if len(o) > MAX_STRING_BYTES or len(t) > MAX_STRING_BYTES:
+        if max(len(o), len(t)) >= MAX_STRING_BYTES:  # with its newline, over the line cap
+            if on_error == "fail":
+                raise InputError(path, f"entry {i} is longer than {MAX_STRING_BYTES} bytes")
             record.read += 1
             record.drop("too_long")
+            record.first_skip = record.first_skip or f"{path} entry {i}"
             continue
         try:
             msgid_raw = o.split(b"\x04", 1)[1] if b"\x04" in o else o
@@ -222,12 +226,19 @@ def read_catalog(path: Path, lang: str, source: str, on_error: str, licence: str
     try:
         if path.suffix == ".po":
             entries = []
-            for (msgid, plural, forms), fuzzy, _line in po_entries(path):
+            for (msgid, plural, forms), fuzzy, line in po_entries(path):
                 if msgid == "":
                     continue  # the header
                 if fuzzy:
                     rec.read += 2 if plural is not None else 1
                     rec.drop("fuzzy", 2 if plural is not None else 1)
+                    continue
+                if max(len(s.encode("utf-8")) for s in (msgid, plural or "", *forms)) >= MAX_STRING_BYTES:
+                    if on_error == "fail":
+                        raise InputError(path, f"entry longer than {MAX_STRING_BYTES} bytes", line)
+                    rec.read += 2 if plural is not None else 1
+                    rec.drop("too_long", 2 if plural is not None else 1)
+                    rec.first_skip = rec.first_skip or f"{path}:{line}"
                     continue
                 entries.append((msgid, plural, forms))
         else:

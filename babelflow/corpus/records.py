@@ -27,6 +27,7 @@ class InputRecord:
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
+    first_skip: str | None = None  # file:line of the first line `on_error: skip` dropped, for the warning
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -51,7 +52,8 @@ class Pair:
 
 
 # Drop reasons that only `on_error: skip` produces: with `fail` each of them stops the run instead.
-SKIP_REASONS = ("invalid_utf8", "invalid_encoding", "bad_field_count", "mismatched_line_count", "file_error")
+SKIP_REASONS = ("invalid_utf8", "invalid_encoding", "bad_field_count", "mismatched_line_count", "file_error",
+                "too_long")
 
 
 def skipped(records: list[InputRecord]) -> list[dict[str, Any]]:
@@ -62,13 +64,16 @@ def skipped(records: list[InputRecord]) -> list[dict[str, Any]]:
         lines = Counter({k: v for k, v in r.dropped.items() if k in SKIP_REASONS and v})
         if "error" not in r.extra and not lines:
             continue
-        s = by_path.setdefault(r.path, {"path": r.path, "langs": set(), "error": None, "dropped": Counter()})
+        s = by_path.setdefault(r.path, {"path": r.path, "langs": set(), "error": None, "dropped": Counter(),
+                                        "first": None})
         s["langs"].add(r.lang)
         s["error"] = s["error"] or r.extra.get("error")
         s["dropped"] += lines
+        s["first"] = s["first"] or r.first_skip
     return [{"path": p, "lang": ",".join(sorted(s["langs"] - {"*"})) or "*", "whole": s["error"] is not None,
              "lines": sum(s["dropped"].values()),
-             "reason": s["error"] or ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items()))}
+             "reason": s["error"] or ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items()))
+             + (f"; first at {s['first']}" if s["first"] else "")}
             for p, s in sorted(by_path.items())]
 
 

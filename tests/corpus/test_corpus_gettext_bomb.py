@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from babelflow.corpus.gettext import MAX_STRING_BYTES, read_catalog
+from babelflow.corpus.records import skipped
+from babelflow.errors import InputError
 
 from tests.corpus.mo_writer import make_mo, make_shared_mo
 
@@ -56,12 +60,28 @@ def test_shared_string_bomb_is_refused_in_bounded_memory_and_time(tmp_path):
         assert r["peak_mb"] < 20 and r["s"] < 5, r
 
 
-def test_overlong_string_is_skipped_and_counted(tmp_path):
+def test_overlong_string_is_refused_or_skipped_and_counted(tmp_path):
+    # As every corpus reader treats a line over MAX_LINE_BYTES: fail names it, skip counts it.
     d = tmp_path / "de" / "LC_MESSAGES"
     d.mkdir(parents=True)
     path = d / "long.mo"
     path.write_bytes(make_mo({b"Open": b"\xc3\x96ffnen", b"Huge": b"y" * (MAX_STRING_BYTES + 1)}))
-    for on_error in ("fail", "skip"):
-        pairs, rec = read_catalog(path, "de", "t", on_error, None)
-        assert [(p.src, p.tgt) for p in pairs] == [("Open", "Öffnen")]
-        assert rec.dropped == {"too_long": 1} and rec.read == 2
+    with pytest.raises(InputError, match=r"long\.mo: entry \d+ .*longer than 1048576 bytes"):
+        read_catalog(path, "de", "t", "fail", None)
+    pairs, rec = read_catalog(path, "de", "t", "skip", None)
+    assert [(p.src, p.tgt) for p in pairs] == [("Open", "Öffnen")]
+    assert rec.dropped == {"too_long": 1} and rec.read == 2
+    assert "too_long 1; first at " in skipped([rec])[0]["reason"]  # reported, not a silent drop
+
+
+def test_overlong_po_string_is_refused_or_skipped_naming_its_line(tmp_path):
+    path = tmp_path / "de.po"
+    path.write_text('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+                    'msgid "Open"\nmsgstr "Öffnen"\n\n'
+                    f'msgid "Huge"\nmsgstr "{"y" * MAX_STRING_BYTES}"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"de\.po:7: .*longer than 1048576 bytes"):
+        read_catalog(path, "de", "t", "fail", None)
+    pairs, rec = read_catalog(path, "de", "t", "skip", None)
+    assert [(p.src, p.tgt) for p in pairs] == [("Open", "Öffnen")]
+    assert rec.dropped == {"too_long": 1} and rec.read == 2
+    assert "de.po:7" in skipped([rec])[0]["reason"]
