@@ -1,21 +1,26 @@
 """The `babelflow` command: translate with a release, cut a versioned release, run or schedule the
 pipeline, export a model.
 
-Every user-caused failure ends with exit code 2 and one readable message (no traceback); a full disk
-(or quota) with exit code 3 and the file being written, as the pipeline stages do.
+Every user-caused failure ends with exit code 2 and one readable line on stderr (no traceback); a full
+disk (or quota) with exit code 3 and the file being written, as the pipeline stages do; Ctrl-C with exit
+code 130, leaving no half-written output (every output is written to a temporary file first).
 Prefect and the exporter are imported only by the subcommands that need them, so `translate` starts
 fast and works where those are not installed.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import re
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence, TextIO
 
+from babelflow import __version__
 from babelflow.errors import BabelflowError, ConfigError, InputError
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
@@ -48,15 +53,27 @@ def release_defaults(release: Path) -> dict:
         return {}
 
 
-def capped_lines(inp: TextIO, max_chars: int) -> Iterator[str]:
-    """The lines of `inp` without their line break. A line over `max_chars` characters is kept to
-    max_chars + 1 of them (enough to tell it was longer) and the rest is read past in pieces, so one
-    enormous line cannot fill the memory."""
-    while line := inp.readline(max_chars + 1):
-        if len(line) > max_chars and not line.endswith("\n"):
-            while (rest := inp.readline(max_chars)) and not rest.endswith("\n"):
+def capped_lines(inp: BinaryIO, max_chars: int, name: str = "<stdin>") -> Iterator[str]:
+    """The lines of the byte stream `inp`, decoded from UTF-8, without their line break; bytes that are
+    not UTF-8 are an InputError naming the line of `name`. Decoding line by line is what lets it name
+    the line: a text stream decodes blocks ahead of the line being read.
+
+    A line over `max_chars` characters is kept to max_chars + 1 of them (enough to tell it was longer)
+    and the rest is read past in pieces, so one enormous line cannot fill the memory."""
+    max_bytes = 4 * (max_chars + 1)  # max_chars + 1 characters of up to 4 bytes each
+    n = 0
+    while raw := inp.readline(max_bytes):
+        n += 1
+        cut = len(raw) == max_bytes and not raw.endswith(b"\n")
+        if cut:
+            while (rest := inp.readline(max_bytes)) and not rest.endswith(b"\n"):
                 pass
-        yield line.rstrip("\r\n")
+        try:
+            # A cut line may end inside a character: the incremental decoder leaves that one out.
+            line = codecs.getincrementaldecoder("utf-8")().decode(raw, final=not cut)
+        except UnicodeDecodeError as exc:
+            raise InputError(name, f"not valid UTF-8 (byte {exc.start + 1} of the line)", line=n) from None
+        yield line[: max_chars + 1] if cut else line.rstrip("\r\n")
 
 
 def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -70,21 +87,23 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield buf
 
 
-def translate_stream(decode_ids: Callable[[list[list[int]]], list[list[int]]], tokenizer, inp: TextIO,
+def translate_stream(decode_ids: Callable[[list[list[int]]], list[list]], tokenizer, inp: BinaryIO,
                      out: TextIO, tgt: str, block: int, progress=None, limit: int = 512,
-                     name: str = "<stdin>") -> int:
+                     name: str = "<stdin>", nbest: int = 1, scores: bool = False) -> int:
     """Translate line by line in blocks of `block` lines, writing each block as soon as it is done
-    (pipes stay live). `decode_ids` maps source id rows to hypothesis id rows (PyTorch or CTranslate2).
+    (pipes stay live). `decode_ids` maps source id rows to their `nbest` best hypotheses
+    (babelflow.decode.Hypothesis, PyTorch or CTranslate2).
 
-    Blank lines stay blank, so the output is aligned with the input line for line. A line over the
-    model's `limit` source tokens is cut there (babelflow.decode.encode_limited), with a warning on
-    stderr naming it as line n of `name`.
+    Each input line gives `nbest` output lines, best first, `score<TAB>text` with `scores`; a blank
+    input line gives blank ones, so the output stays aligned with the input. A line over the model's
+    `limit` source tokens is cut there (babelflow.decode.encode_limited), with a warning on stderr
+    naming it as line n of `name`.
     """
     from babelflow.decode import CHARS_PER_TOKEN, encode_limited, truncation_warning
     from babelflow.metrics import single_line
 
     n = 0
-    for lines in chunks(capped_lines(inp, limit * CHARS_PER_TOKEN), block):
+    for lines in chunks(capped_lines(inp, limit * CHARS_PER_TOKEN, name), block):
         todo = [i for i, s in enumerate(lines) if s.strip()]
         encoded = [encode_limited(tokenizer, lines[i], tgt, limit) for i in todo]
         for i, e in zip(todo, encoded):
@@ -93,10 +112,12 @@ def translate_stream(decode_ids: Callable[[list[list[int]]], list[list[int]]], t
                 # Through tqdm when a progress bar is drawn, so the warning does not land inside it.
                 (progress.write if progress is not None else print)(warning, file=sys.stderr)
         hyps = decode_ids([e[0] for e in encoded]) if todo else []
-        result = [""] * len(lines)
-        for i, h, e in zip(todo, hyps, encoded):
-            result[i] = single_line(tokenizer.decode(h, e[1]))
-        out.write("".join(r + "\n" for r in result))
+        result = [[""] * nbest for _ in lines]
+        for i, nbest_hyps, e in zip(todo, hyps, encoded):
+            for k, h in enumerate(nbest_hyps[:nbest]):
+                text = single_line(tokenizer.decode(h.tokens, e[1], e[0]))
+                result[i][k] = f"{h.score:.4f}\t{text}" if scores else text
+        out.write("".join(r + "\n" for rows in result for r in rows))
         out.flush()
         n += len(lines)
         if progress is not None:
@@ -104,7 +125,8 @@ def translate_stream(decode_ids: Callable[[list[list[int]]], list[list[int]]], t
     return n
 
 
-def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, threads: int):
+def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, threads: int,
+                        compute_type: str = "default"):
     """A CT2Decoder over `folder`, refused unless `babelflow export` made it from this release's weights."""
     from babelflow.ct2_decode import PROVENANCE, CT2Decoder, weights_sha256
     from babelflow.io import read_json
@@ -119,7 +141,7 @@ def ctranslate2_decoder(folder: Path, release: Path, tokenizer, device: str, thr
     meta = read_json(release / "model.json")  # verify_release has checked it against SHA256SUMS
     if made_from != weights_sha256(meta, release / "model.safetensors"):
         raise InputError(folder, f"exported from another model than {release / 'model.safetensors'}")
-    return CT2Decoder(folder, tokenizer.pieces, device=device, threads=threads,
+    return CT2Decoder(folder, tokenizer.pieces, device=device, threads=threads, compute_type=compute_type,
                       max_positions=meta["config"]["max_positions"])
 
 
@@ -150,6 +172,41 @@ def release_source_limit(release: Path) -> int:
         raise InputError(path, f"cannot read the model's config: {exc}") from None
 
 
+def resolve_device(name: str | None) -> str:
+    """--device checked: cpu, cuda or cuda:N where this machine has that GPU (default: cuda when available)."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", name)
+    if not m:
+        raise BabelflowError(f"--device {name}: unknown device; use cpu, cuda or cuda:N")
+    if name != "cpu":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise BabelflowError(f"--device {name}: no CUDA device is available here (torch {torch.__version__}); "
+                                 "use --device cpu")
+        if int(m.group(1) or 0) >= count:
+            raise BabelflowError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return name
+
+
+def check_decoding_options(args: argparse.Namespace, beam: int) -> None:
+    if beam < 1:
+        raise BabelflowError("--beam must be at least 1")
+    if not 1 <= args.n_best <= beam:
+        raise BabelflowError(f"--n-best {args.n_best}: must be from 1 to the beam size ({beam}); "
+                             "a beam search keeps only that many hypotheses")
+    if args.max_length is not None and args.max_length < 1:
+        raise BabelflowError("--max-length must be at least 1")
+    if args.no_repeat_ngram_size < 0:
+        raise BabelflowError("--no-repeat-ngram-size must be 0 (off) or more")
+    if args.threads < 0:
+        raise BabelflowError("--threads must be 0 (torch's default) or more")
+    if args.quantization and not args.ctranslate2:
+        raise BabelflowError("--quantization applies to a CTranslate2 export: give --ctranslate2 DIR too")
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     from babelflow.release import verify_release
 
@@ -166,75 +223,76 @@ def cmd_translate(args: argparse.Namespace) -> int:
                                [release] + ([Path(args.ctranslate2)] if args.ctranslate2 else []))
     defaults = release_defaults(release)
     beam = args.beam if args.beam is not None else int(defaults.get("beam_size", 4))
-    if beam < 1:
-        raise BabelflowError("--beam must be at least 1")
-    if args.threads < 0:
-        raise BabelflowError("--threads must be 0 (torch's default) or more")
+    check_decoding_options(args, beam)
+    device = resolve_device(args.device)
 
     import torch
 
-    from babelflow.decode import decoding_workers, translate_ids
+    from babelflow.decode import Hypothesis, decoding_workers, translate_ids, translate_nbest
+    from babelflow.progress import meter
     from babelflow.tokenizer import Tokenizer
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     tokenizer = Tokenizer(release / "spm.model")
     tokenizer.tag_id(args.to)
     length_penalty = float(defaults.get("length_penalty", 1.0))
     max_length_ratio = float(defaults.get("max_length_ratio", 2.0))
+    limits = dict(max_length=args.max_length, no_repeat_ngram_size=args.no_repeat_ngram_size)
+    nbest = args.n_best
 
-    inp: TextIO
+    inp: BinaryIO
     progress = None
     interactive = False
     if args.input and args.input != "-":
         path = Path(args.input)
         if not path.is_file():
             raise InputError(path, "input file not found")
-        inp = open(path, encoding="utf-8")
-        from tqdm import tqdm
-
+        inp = open(path, "rb")  # decoded line by line (capped_lines), so a bad byte is named by its line
         with open(path, "rb") as fh:
             total = sum(1 for _ in fh)
-        progress = tqdm(total=total, unit="sent", desc=f"{source}->{args.to}", file=sys.stderr)
+        progress = meter(total, "sent", desc=f"{source}->{args.to}")
     else:
-        inp = sys.stdin
-        interactive = inp.isatty()  # someone typing expects each line back at once, not after 64
+        inp = sys.stdin.buffer
+        interactive = sys.stdin.isatty()  # someone typing expects each line back at once, not after 64
     chunk = 1 if interactive else args.chunk
     try:
         # On CPU, one batch per core at once (same output, faster): babelflow.decode.translate_ids.
         with decoding_workers(device) as workers:
             workers = 1 if interactive else workers
             if args.ctranslate2:
-                decoder = ctranslate2_decoder(Path(args.ctranslate2), release, tokenizer, device, workers)
+                decoder = ctranslate2_decoder(Path(args.ctranslate2), release, tokenizer, device, workers,
+                                              args.quantization or "default")
 
                 def decode_ids(rows):
-                    return decoder.translate_ids(rows, beam, length_penalty, max_length_ratio, chunk)
+                    return decoder.translate_nbest(rows, beam, length_penalty, max_length_ratio, chunk, nbest, **limits)
             else:
                 from babelflow.models import load_model
 
                 model = load_model(release, device=device)
 
                 def decode_ids(rows):
-                    return translate_ids(model, rows, beam, length_penalty, max_length_ratio, chunk, workers)
+                    if nbest == 1 and not args.scores:  # greedy at beam 1, faster than a beam of one
+                        return [[Hypothesis(h, 0.0, 0.0)] for h in translate_ids(
+                            model, rows, beam, length_penalty, max_length_ratio, chunk, workers, **limits)]
+                    return translate_nbest(model, rows, beam, length_penalty, max_length_ratio, chunk, workers,
+                                           nbest, **limits)
 
             todo = dict(decode_ids=decode_ids, tokenizer=tokenizer, inp=inp, tgt=args.to, block=chunk * workers,
-                        progress=progress, limit=release_source_limit(release),
+                        progress=progress, limit=release_source_limit(release), nbest=nbest, scores=args.scores,
                         name=args.input if args.input and args.input != "-" else "<stdin>")
             if args.output and args.output != "-":
                 from babelflow.io import atomic_open
 
-                # A failed run leaves no half-written output file behind.
+                # A failed or interrupted run leaves no half-written output file behind.
                 with atomic_open(args.output) as out:
                     translate_stream(out=out, **todo)
             else:
                 translate_stream(out=sys.stdout, **todo)
-    except UnicodeDecodeError as exc:
-        raise InputError(args.input or "<stdin>", f"not valid UTF-8: {exc.reason}") from None
     finally:
         if progress is not None:
             progress.close()
-        if inp is not sys.stdin:
+        if inp is not sys.stdin.buffer:
             inp.close()
     return 0
 
@@ -335,9 +393,14 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.pipeline import pipeline_flow
+    from babelflow.config import load_params
+    from flows.pipeline import check_stages, pipeline_flow
 
-    pipeline_flow(root=str(Path(args.root).resolve()), stages=args.stages or None)
+    root = Path(args.root).resolve()
+    # Plain mistakes are answered here, before a flow run starts: in it they would be a failed run.
+    check_stages(args.stages)
+    load_params(root / "params.yaml")
+    pipeline_flow(root=str(root), stages=args.stages or None)
     return 0
 
 
@@ -358,46 +421,126 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ main
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their lines (the prose is wrapped by `paragraph`); commands and options in one
+    column wide enough for `translate`."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=28)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a mistake answered in one line, pointing at --help (not the usage block), and
+    help texts whose examples keep their lines."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def paragraph(text: str) -> str:
+    # The formatter keeps the examples' lines, so the prose is wrapped here, as wide as argparse's.
+    return textwrap.fill(text, max(40, shutil.get_terminal_size().columns - 2))
+
+
+def examples(*lines: str) -> str:
+    return "examples:\n" + "".join(f"  {line}\n" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="babelflow",
         description="Translate with a release, cut versioned releases, run or schedule the pipeline, "
-                    "export models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+                    "export models.",
+        epilog=examples("babelflow translate --release data/release --to de < input.en > output.de",
+                        "babelflow run --stages evaluate release",
+                        "babelflow COMMAND --help"))
+    parser.add_argument("--version", action="version", version=f"babelflow {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", title="commands")
 
-    t = sub.add_parser("translate", help="translate text with a release folder")
+    t = sub.add_parser(
+        "translate", help="translate text with a release folder",
+        description=paragraph(
+            "Translate one sentence per line with a release folder (made by `dvc repro`), from stdin "
+                    "or --input to stdout or --output. Each input line gives --n-best output lines, best "
+                    "first; a blank input line gives blank ones, so the output stays aligned with the input. "
+                    "With --scores each line is SCORE<TAB>TRANSLATION, as fairseq's H- lines: the "
+                    "hypothesis's log-probability (natural log, the end token included) divided by the "
+                    "length penalty ((5 + length) / 6) ** alpha that ranked it; higher is better (with "
+                    "--ctranslate2, CTranslate2's own score). Decoding settings not given here (length "
+                    "penalty, length ratio) are the release's evaluate settings."),
+        epilog=examples(
+            "babelflow translate --release data/release --to de < input.en > output.de",
+            "babelflow translate --release data/release --to fr --input in.en --output out.fr --beam 5",
+            "babelflow translate --release data/release --to de --n-best 3 --scores --beam 4 < in.en",
+            "babelflow translate --release data/release --to de --ctranslate2 ct2 --quantization int8 < in.en"))
     t.add_argument("--release", required=True, help="release folder (data/release)")
     t.add_argument("--to", required=True, help="target language code, e.g. de")
-    t.add_argument("--input", help="input file, one sentence per line (default: stdin)")
-    t.add_argument("--output", help="output file (default: stdout)")
+    t.add_argument("--input", help="input file, UTF-8, one sentence per line (default: stdin)")
+    t.add_argument("--output", help="output file, written when the run ends (default: stdout, line by line)")
     t.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy; default: the release's)")
-    t.add_argument("--chunk", type=int, default=64, help="sentences per batch")
-    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--n-best", type=int, default=1, metavar="N",
+                   help="output the N best hypotheses of each input line, best first (N <= beam size; default 1)")
+    t.add_argument("--scores", action="store_true",
+                   help="print each hypothesis as SCORE<TAB>TRANSLATION (see above)")
+    t.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="at most N tokens per translation, the end token not counted, in addition to the "
+                        "release's length ratio limit (default: that limit only)")
+    t.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="N",
+                   help="never repeat an N-gram of tokens within a translation, as fairseq's option of this "
+                        "name (default 0: off)")
+    t.add_argument("--chunk", type=int, default=64, help="sentences per batch (default 64)")
+    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--threads", type=int, default=0, help="CPU cores to decode on, one batch each "
                    "(0 = torch's default thread count)")
     t.add_argument("--ctranslate2", metavar="DIR", default=None,
                    help="decode with this CTranslate2 export of the release's model (babelflow export) "
                         "instead of PyTorch; needs the ctranslate2 package")
+    t.add_argument("--quantization", default=None, metavar="TYPE",
+                   help="with --ctranslate2: the compute type to decode in, e.g. int8, int8_float32, float32, "
+                        "float16 on a GPU (default: the type the export was saved in)")
     t.set_defaults(func=cmd_translate)
 
-    r = sub.add_parser("release", help="tag the current DVC state as a versioned release")
+    r = sub.add_parser("release", help="tag the current DVC state as a versioned release",
+                       description=paragraph("Check that `dvc status` is clean and the tracked files are committed, "
+                                   "commit dvc.lock, push the DVC cache, then tag vX.Y.Z (a failed push "
+                                   "leaves no tag, so the command can be run again)."),
+                       epilog=examples("babelflow release --version 1.0.0",
+                                       "babelflow release --version 1.0.1 --remote backup",
+                                       "git checkout v1.0.0 && dvc pull   # restore a release"))
     r.add_argument("--version", required=True, help="X.Y.Z; the git tag is vX.Y.Z")
     r.add_argument("--remote", default=None, help="DVC remote (default: the configured default)")
     r.add_argument("--no-push", action="store_true", help="do not run dvc push")
-    r.add_argument("--root", default=".", help="project root (git + DVC repository)")
+    r.add_argument("--root", default=".", help="project root (git + DVC repository; default: .)")
     r.set_defaults(func=cmd_release)
 
-    s = sub.add_parser("schedule", help="serve the pipeline as a scheduled Prefect deployment")
+    s = sub.add_parser("schedule", help="serve the pipeline as a scheduled Prefect deployment",
+                       description=paragraph("Register the pipeline as a Prefect deployment with the API in "
+                                   "PREFECT_API_URL and run its scheduled flow runs in this process "
+                                   "(blocks; Ctrl-C stops serving)."),
+                       epilog=examples('babelflow schedule --cron "0 3 * * *" --timezone Europe/Paris',
+                                       "babelflow schedule --stages collect clean   # schedule.cron of params.yaml"))
     s.add_argument("--cron", default=None, help='e.g. "0 3 * * *" (default: schedule.cron in params.yaml)')
-    s.add_argument("--root", default=".")
-    s.add_argument("--name", default=None)
-    s.add_argument("--timezone", default=None)
-    s.add_argument("--stages", nargs="*", default=None, help="subset of stages each run runs, in order")
+    s.add_argument("--root", default=".", help="project root (default: .)")
+    s.add_argument("--name", default=None, help="deployment name (default: schedule.deployment in params.yaml)")
+    s.add_argument("--timezone", default=None,
+                   help="IANA time zone of --cron, e.g. Europe/Paris (default: schedule.timezone in params.yaml)")
+    s.add_argument("--stages", nargs="*", default=None, metavar="STAGE",
+                   help="subset of stages each run runs, in order (default: all)")
     s.set_defaults(func=cmd_schedule)
 
-    p = sub.add_parser("run", help="run the pipeline once as a Prefect flow")
-    p.add_argument("--root", default=".")
-    p.add_argument("--stages", nargs="*", default=None, help="subset of stages, in order")
+    p = sub.add_parser("run", help="run the pipeline once as a Prefect flow",
+                       description=paragraph("Run the pipeline once as a Prefect flow, one task run per DVC stage "
+                                   "(`dvc repro --single-item STAGE`; DVC skips the stages that are up to "
+                                   "date). The `inputs` stage always runs first."),
+                       epilog=examples("babelflow run", "babelflow run --stages evaluate release"))
+    p.add_argument("--root", default=".", help="project root (default: .)")
+    p.add_argument("--stages", nargs="*", default=None, metavar="STAGE",
+                   help="subset of stages, in order (default: all)")
     p.set_defaults(func=cmd_run)
 
     # Every option (--release, --output, --force, --quantization) and --help belong to the exporter
@@ -410,12 +553,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        # As pip and prefect do: asking with no command is asking what the tool does, not a mistake.
+        parser.print_help()
+        return 0
     args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.error("a command is required")
     if rest and args.command != "export":
         parser.error("unrecognized arguments: " + " ".join(rest))
     args.rest = rest
     if getattr(args, "chunk", 1) < 1:
-        print("babelflow: error: --chunk must be at least 1", file=sys.stderr)
+        print("babelflow translate: error: --chunk must be at least 1", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)
@@ -424,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0  # `babelflow translate ... | head` closed the pipe: not an error
+    except KeyboardInterrupt:
+        # Ctrl-C: every output is written to a temporary file renamed into place at the end, so the
+        # interrupted one is gone with nothing half-written. 130 = 128 + SIGINT, as a shell reports it.
+        print(f"babelflow {args.command}: interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:
         from babelflow.io import disk_full_message
 

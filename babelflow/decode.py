@@ -5,7 +5,10 @@ beams; EOS candidates among the first K are finished hypotheses, the best K non-
 continue. A sentence is done once it has K finished hypotheses (or reaches its max length, where
 the live beams are forced to end). Finished hypotheses are ranked with the GNMT length penalty
 score / ((5 + |y|) / 6) ** alpha, |y| counting the EOS; alpha = 0 ranks by raw log-probability.
-The maximum target length is ceil(max_length_ratio * source_length) + 5 per sentence.
+The maximum target length is ceil(max_length_ratio * source_length) + 5 per sentence, capped at
+`max_length` + 1 (tokens plus the EOS) when given, as OpenNMT-py's -max_length. `no_repeat_ngram_size`
+n > 0 forbids any token that would repeat an n-gram already in the hypothesis (fairseq's
+--no-repeat-ngram-size); it is off by default.
 
 A source longer than the model's positions (`source_limit`) is cut there with a warning naming its
 line, as fairseq and OpenNMT truncate to their maximum source length: time and memory stay bounded
@@ -18,7 +21,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -46,7 +49,7 @@ class Hypothesis:
 class SourceTokenizer(Protocol):
     def encode_source(self, text: str, tgt_lang: str) -> tuple[list[int], Any]: ...
 
-    def decode(self, ids: Sequence[int], mapping: Any = ...) -> str: ...
+    def decode(self, ids: Sequence[int], mapping: Any = ..., source_ids: Sequence[int] | None = None) -> str: ...
 
 
 @contextlib.contextmanager
@@ -104,22 +107,39 @@ def gnmt_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def length_limit(source_length: int, max_length_ratio: float, cap: int | None = None) -> int:
-    """Most target tokens (EOS included) decoded for a source of `source_length` tokens."""
+def length_limit(source_length: int, max_length_ratio: float, cap: int | None = None,
+                 max_length: int | None = None) -> int:
+    """Most target tokens (EOS included) decoded for a source of `source_length` tokens; `cap` is the
+    model's positions, `max_length` the user's limit on tokens before the EOS."""
     limit = math.ceil(max_length_ratio * source_length) + 5
-    return min(limit, cap) if cap else limit
+    limit = min(limit, cap) if cap else limit
+    return min(limit, max_length + 1) if max_length else limit
 
 
-def max_lengths(src: Tensor, max_length_ratio: float, model: Seq2Seq) -> list[int]:
+def max_lengths(src: Tensor, max_length_ratio: float, model: Seq2Seq, max_length: int | None = None) -> list[int]:
     cap = getattr(model, "max_positions", None)
-    return [length_limit(n, max_length_ratio, cap) for n in src.ne(model.pad_id).sum(1).tolist()]
+    return [length_limit(n, max_length_ratio, cap, max_length) for n in src.ne(model.pad_id).sum(1).tolist()]
 
 
-def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0) -> list[list[int]]:
+def ban_repeated_ngrams(logp: Tensor, history: Tensor, n: int) -> None:
+    """Set to -inf (in place) each row's log-probability of every token that would complete an n-gram
+    already in that row of `history` (the tokens generated so far, [rows, t], BOS excluded)."""
+    t = history.size(1)
+    if n <= 0 or t < n:
+        return
+    grams = history.unfold(1, n, 1)  # [rows, t - n + 1, n]
+    # An n-gram whose first n - 1 tokens are the last n - 1 generated ones would be repeated by its last.
+    match = grams[:, :, :-1].eq(history[:, t - n + 1:].unsqueeze(1)).all(-1)
+    rows, at = torch.nonzero(match, as_tuple=True)
+    logp[rows, grams[rows, at, -1]] = float("-inf")
+
+
+def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0, *, max_length: int | None = None,
+           no_repeat_ngram_size: int = 0) -> list[list[int]]:
     """Argmax decoding; the reference beam search must reproduce with beam_size=1."""
     with eval_mode(model):
         B = src.size(0)
-        limits = torch.tensor(max_lengths(src, max_length_ratio, model), device=src.device)
+        limits = torch.tensor(max_lengths(src, max_length_ratio, model, max_length), device=src.device)
         enc = model.encode(src)
         state = model.init_state(enc)
         prev = torch.full((B,), BOS_ID, dtype=torch.long, device=src.device)
@@ -127,6 +147,8 @@ def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0) -> list[l
         out: list[Tensor] = []
         for t in range(int(limits.max())):
             logp, state = model.decode_step(prev, state, enc)
+            if no_repeat_ngram_size and out:
+                ban_repeated_ngrams(logp, torch.stack(out, 1), no_repeat_ngram_size)
             # At the length limit the only allowed token is EOS, as in beam search.
             at_limit = limits.eq(t + 1)
             logp[at_limit] = float("-inf")
@@ -159,6 +181,9 @@ def beam_search_nbest(
     length_penalty: float = 1.0,
     max_length_ratio: float = 2.0,
     nbest: int = 1,
+    *,
+    max_length: int | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> list[list[Hypothesis]]:
     """For each source row, the `nbest` best hypotheses (best first); nbest <= beam_size."""
     if beam_size < 1 or not 1 <= nbest <= beam_size:
@@ -166,7 +191,7 @@ def beam_search_nbest(
     with eval_mode(model):
         device = src.device
         B, K = src.size(0), beam_size
-        limits = max_lengths(src, max_length_ratio, model)
+        limits = max_lengths(src, max_length_ratio, model, max_length)
         limits_t = torch.tensor(limits, device=device)
         enc = model.encode(src)
         enc = enc.index_select(torch.arange(B, device=device).repeat_interleave(K))
@@ -179,6 +204,8 @@ def beam_search_nbest(
         offsets = (torch.arange(B, device=device) * K)[:, None]
         for step in range(max(limits)):
             logp, state = model.decode_step(tokens[:, -1], state, enc)
+            if no_repeat_ngram_size:
+                ban_repeated_ngrams(logp, tokens[:, 1:], no_repeat_ngram_size)
             V = logp.size(-1)
             logp = logp.view(B, K, V)
             at_limit = limits_t.eq(step + 1)
@@ -246,9 +273,11 @@ def beam_search(
     beam_size: int = 4,
     length_penalty: float = 1.0,
     max_length_ratio: float = 2.0,
+    **limits,
 ) -> list[list[int]]:
-    """The best hypothesis per source row, as token ids without BOS/EOS."""
-    return [h[0].tokens for h in beam_search_nbest(model, src, beam_size, length_penalty, max_length_ratio)]
+    """The best hypothesis per source row, as token ids without BOS/EOS; `limits`: beam_search_nbest's
+    max_length and no_repeat_ngram_size."""
+    return [h[0].tokens for h in beam_search_nbest(model, src, beam_size, length_penalty, max_length_ratio, **limits)]
 
 
 def pad_batch(rows: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> Tensor:
@@ -273,8 +302,10 @@ def translate_ids(
     max_length_ratio: float = 2.0,
     batch_sentences: int = 64,
     workers: int = 1,
+    **limits,
 ) -> list[list[int]]:
-    """Decode id sequences in length-sorted batches (less padding), returned in input order.
+    """Decode id sequences in length-sorted batches (less padding), returned in input order; `limits`:
+    beam_search_nbest's max_length and no_repeat_ngram_size.
 
     `workers` > 1 decodes that many batches at once on Python threads (torch releases the GIL inside
     its ops). On CPU pair it with one intra-op thread per worker (`torch.set_num_threads(1)`): a
@@ -282,6 +313,37 @@ def translate_ids(
     busy far better than they split across two (bench/decode_speed.py: 2 workers x 1 thread is
     1.1-1.5x one batch on 2 threads). The batches are the same whatever `workers` is, so is the output.
     """
+    def decode(src: Tensor) -> list[list[int]]:
+        if beam_size == 1:
+            return greedy(model, src, max_length_ratio, **limits)
+        return beam_search(model, src, beam_size, length_penalty, max_length_ratio, **limits)
+
+    return _batched(model, sources, batch_sentences, workers, decode)
+
+
+def translate_nbest(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    max_length_ratio: float = 2.0,
+    batch_sentences: int = 64,
+    workers: int = 1,
+    nbest: int = 1,
+    **limits,
+) -> list[list[Hypothesis]]:
+    """translate_ids with each source's `nbest` best hypotheses and their scores (beam search, also
+    at beam_size 1, where it gives greedy's hypothesis)."""
+    def decode(src: Tensor) -> list[list[Hypothesis]]:
+        return beam_search_nbest(model, src, beam_size, length_penalty, max_length_ratio, nbest, **limits)
+
+    return _batched(model, sources, batch_sentences, workers, decode)
+
+
+def _batched(model: Seq2Seq, sources: Sequence[Sequence[int]], batch_sentences: int, workers: int,
+             decode: Callable[[Tensor], list]) -> list:
+    """`decode` over the length-sorted batches of `sources`, `workers` batches at once (translate_ids);
+    its per-row results in input order."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not sources:
@@ -289,27 +351,28 @@ def translate_ids(
     device = next(model.parameters()).device
     batches = length_sorted_batches(sources, batch_sentences)
 
-    def decode(idx: list[int]) -> list[list[int]]:
+    def run(idx: list[int]) -> list:
         # inference_mode is thread-local: each worker thread has to enter its own.
         with torch.inference_mode():
-            src = pad_batch([sources[i] for i in idx], device)
-            if beam_size == 1:
-                return greedy(model, src, max_length_ratio)
-            return beam_search(model, src, beam_size, length_penalty, max_length_ratio)
+            return decode(pad_batch([sources[i] for i in idx], device))
 
-    out: list[list[int] | None] = [None] * len(sources)
+    out: list = [None] * len(sources)
     # eval() is set once here, never inside a worker: a worker leaving eval_mode would switch
     # dropout back on under the others.
     with eval_mode(model):
         if workers == 1 or len(batches) == 1:
-            decoded = [decode(idx) for idx in batches]
+            decoded = [run(idx) for idx in batches]
         else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                decoded = list(pool.map(decode, batches))
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:
+                decoded = list(pool.map(run, batches))
+            finally:
+                # On Ctrl-C the queued batches are dropped; only those already running are waited for.
+                pool.shutdown(cancel_futures=True)
     for idx, hyps in zip(batches, decoded):
         for i, h in zip(idx, hyps):
             out[i] = h
-    return out  # type: ignore[return-value]
+    return out
 
 
 def translate(
@@ -336,4 +399,4 @@ def translate(
     ids = translate_ids(
         model, [e[0] for e in encoded], beam_size, length_penalty, max_length_ratio, batch_sentences, workers
     )
-    return [tokenizer.decode(h, e[1]) for h, e in zip(ids, encoded)]
+    return [tokenizer.decode(h, e[1], e[0]) for h, e in zip(ids, encoded)]

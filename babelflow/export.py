@@ -156,20 +156,41 @@ def check_output(release: Path, out: Path, force: bool) -> None:
         raise InputError(foreign[0], "is not part of an earlier export; --force replaces the folder and it")
 
 
-def build_parser():
-    import argparse
+def check_quantization(quantization: str | None) -> None:
+    """Refuse a quantization CTranslate2 does not know before anything is read or written."""
+    if quantization is None:
+        return
+    try:
+        from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
+    except ImportError:
+        raise BabelflowError("ctranslate2 is not installed (pip install 'babelflow[export]')") from None
+    if quantization not in ACCEPTED_MODEL_TYPES:
+        raise BabelflowError(f"--quantization {quantization}: unknown; use one of {', '.join(ACCEPTED_MODEL_TYPES)}")
 
-    parser = argparse.ArgumentParser(
-        prog="babelflow export", description="Export a release's model for fast inference.")
-    parser.add_argument("--format", choices=["ctranslate2"], required=True)
-    parser.add_argument("--release", default="data/release", help="folder with model.* and spm.model")
+
+def build_parser():
+    from babelflow.cli import Parser, examples, paragraph
+
+    parser = Parser(
+        prog="babelflow export",
+        description=paragraph("Export a release's model for fast inference. The export is checked against the release "
+                    "(SHA256SUMS) first, and records which weights it was made from, so that `babelflow "
+                    "translate --ctranslate2` refuses an export of other weights."),
+        epilog=examples("babelflow export --format ctranslate2 --release data/release --output ct2 --quantization int8",
+                        "babelflow translate --release data/release --ctranslate2 ct2 --to de < in.en > out.de"))
+    parser.add_argument("--format", choices=["ctranslate2"], required=True,
+                        help="the inference engine to export for: ctranslate2 (the Transformer only)")
+    parser.add_argument("--release", default="data/release",
+                        help="release folder with model.* and spm.model (default: data/release)")
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="folder to write the export to; it is replaced whole. Must be new, empty or an "
                              f"earlier export (has {PROVENANCE}), and never the release or a folder inside or "
                              "around it")
     parser.add_argument("--force", action="store_true",
                         help="replace a non-empty --output that is not an earlier export, deleting what it holds")
-    parser.add_argument("--quantization", default=None, help="e.g. int8, int8_float32, float16")
+    parser.add_argument("--quantization", default=None, metavar="TYPE",
+                        help="store the weights as TYPE: int8, int8_float32, int8_float16, int8_bfloat16, int16, "
+                             "float16, bfloat16 or float32 (default: float32, as trained)")
     return parser
 
 
@@ -181,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     release, out = Path(args.release), Path(args.output)
+    check_quantization(args.quantization)
     check_output(release, out, args.force)  # before anything is read or written
     verify_release(release)  # what is exported must be what the release's SHA256SUMS vouch for
     model = load_model(release)

@@ -75,11 +75,19 @@ def mask_pair(src: str, tgt: str, limit: int = 10) -> tuple[str, str, list[str]]
     return msrc, mtgt, mapping
 
 
-def unmask(text: str, mapping: list[str]) -> str:
-    """Restore placeholders; a symbol the source never had is dropped rather than left as `<phN>`."""
+def unmask(text: str, mapping: list[str], counts: list[int] | None = None) -> str:
+    """Restore placeholders. `counts[i]`, where given, is how often the source holds `<phi>`: a model that
+    emits the symbol more often gets it restored that many times, never duplicated. A symbol beyond its
+    count, or one the source never had, is dropped with the space before it rather than left as `<phN>`."""
+    left = list(counts) if counts is not None else [len(text)] * len(mapping)
 
     def repl(m: re.Match[str]) -> str:
-        i = int(m.group(1))
-        return mapping[i] if i < len(mapping) else ""
+        i = int(m.group(2))
+        if i < len(mapping) and left[i] > 0:
+            left[i] -= 1
+            return m.group(1) + mapping[i]
+        return ""
 
-    return SYMBOL_RE.sub(repl, text)
+    out = re.sub(r"(\s*)" + SYMBOL_RE.pattern, repl, text)
+    # A dropped symbol that opened the text leaves the space after it in front.
+    return out.lstrip() if out[:1].isspace() and not text[:1].isspace() else out

@@ -177,8 +177,12 @@ class Tokenizer:
         self.vocab_size = self.sp.GetPieceSize()
         self.pieces = [self.sp.IdToPiece(i) for i in range(self.vocab_size)]  # piece string of each id
         ph_ids = [i for i, piece in enumerate(self.pieces) if placeholders.SYMBOL_RE.fullmatch(piece)]
+        self._ph_id = {int(placeholders.SYMBOL_RE.fullmatch(self.pieces[i]).group(1)): i for i in ph_ids}
         # Only as many placeholders are masked as the model has symbols for; the rest stay literal.
         self.max_placeholders = len(ph_ids) if max_placeholders is None else max_placeholders
+        # Byte-fallback pieces <0x00>..<0xFF>: the byte of each, and the piece of each byte.
+        self._byte_of = {i: int(piece[3:5], 16) for i, piece in enumerate(self.pieces) if self.sp.IsByte(i)}
+        self._byte_id = {b: i for i, b in self._byte_of.items()}
         tag_re = re.compile(r"<2[A-Za-z_]+>")
         self._special = {PAD_ID, BOS_ID, EOS_ID} | {i for i, piece in enumerate(self.pieces) if tag_re.fullmatch(piece)}
 
@@ -201,7 +205,10 @@ class Tokenizer:
         src_ids, mapping = self.encode_source(src, tgt_lang)
         return src_ids, self.encode_target(tgt, mapping)
 
-    def decode(self, ids: Iterable[int], mapping: Sequence[str] = ()) -> str:
+    def decode(self, ids: Iterable[int], mapping: Sequence[str] = (), source_ids: Sequence[int] | None = None) -> str:
+        """The text of `ids` (up to the EOS, specials dropped) with the placeholders of `mapping` put back;
+        given the `source_ids` they were translated from, a placeholder is restored at most as often
+        as the source holds it (placeholders.unmask)."""
         kept: list[int] = []
         for i in ids:
             i = int(i)
@@ -210,7 +217,30 @@ class Tokenizer:
             if i in self._special or not 0 <= i < self.vocab_size:
                 continue
             kept.append(i)
-        return placeholders.unmask(self.sp.DecodeIds(kept), list(mapping))
+        counts = None
+        if source_ids is not None:
+            source = list(source_ids)
+            counts = [source.count(self._ph_id.get(n, -1)) for n in range(len(mapping))]
+        return placeholders.unmask(self.sp.DecodeIds(self._valid_utf8(kept)), list(mapping), counts)
+
+    def _valid_utf8(self, ids: list[int]) -> list[int]:
+        """`ids` with each run of byte pieces cut to the bytes that form valid UTF-8: a model can emit a
+        run that does not (a lone lead byte, a stray continuation byte), which SentencePiece would
+        decode to U+FFFD."""
+        if not self._byte_of:
+            return ids
+        out: list[int] = []
+        run: list[int] = []
+        for i in [*ids, -1]:  # -1 ends the last run
+            if i in self._byte_of:
+                run.append(self._byte_of[i])
+                continue
+            if run:
+                out += [self._byte_id[b] for b in bytes(run).decode("utf-8", "ignore").encode("utf-8")]
+                run = []
+            if i != -1:
+                out.append(i)
+        return out
 
     def report(self, texts_by_lang: dict[str, list[str]], max_sentences: int = 2000) -> dict:
         """Per language: average pieces per sentence, byte-fallback piece share, coverage (non-unk)."""

@@ -9,7 +9,6 @@ import io
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -234,12 +233,10 @@ def train_model(
         if use_cuda and cfg.bf16 else contextlib.nullcontext
     )
 
-    from tqdm import tqdm
+    from babelflow.progress import meter
 
-    # `disable` is passed only to silence other ranks: an explicit value would override the user's
-    # TQDM_DISABLE / TQDM_MININTERVAL environment settings, which tqdm reads as its defaults.
-    bar = tqdm(total=cfg.max_steps, initial=step, file=sys.stderr, dynamic_ncols=True, unit="step",
-               **({} if is_main else {"disable": True}))
+    # A bar on a terminal, a plain line now and then in a log or under Prefect; other ranks print nothing.
+    bar = meter(cfg.max_steps, "step", initial=step, enabled=is_main)
     log_every = max(1, min(100, cfg.validate_every, cfg.checkpoint_every))
     t_start = time.monotonic()
     t_window = t_start
@@ -286,8 +283,8 @@ def train_model(
             now = time.monotonic()
             row = {"step": step, "train_loss": round(float(window_loss) / max(window_tokens, 1), 5),
                    "lr": float(f"{lr_at(step, cfg):.6g}")}
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", tok_s=f"{window_tokens * world / max(now - t_window, 1e-9):.0f}",
-                            lr=f"{lr_at(step, cfg):.2e}")
+            bar.set_postfix(**{"loss": f"{row['train_loss']:.3f}", "lr": f"{lr_at(step, cfg):.2e}",
+                               "tok/s": f"{window_tokens * world / max(now - t_window, 1e-9):.0f}"})
             window_loss = window_tokens = 0.0
             t_window = now
         if dev_batcher is not None and (step % cfg.validate_every == 0 or step == cfg.max_steps):

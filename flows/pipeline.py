@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,19 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from babelflow.config import load_params
-from babelflow.errors import BabelflowError
+from babelflow.errors import BabelflowError, ConfigError
 
 # The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
 STAGES = ["inputs", "collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
 # Only collect can touch the network (url/sacrebleu sources): transient failures there are retried.
 NETWORK_STAGES = {"collect"}
+
+
+def check_stages(stages: list[str] | None, flag: str = "--stages") -> None:
+    """ConfigError naming any unknown stage: checked before a flow run starts, so a typo records no run."""
+    unknown = [s for s in stages or [] if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"{flag}: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
 
 
 class StageFailed(RuntimeError):
@@ -41,18 +49,41 @@ def run_stage(stage: str, root: str | Path, log=print) -> None:
     """`dvc repro --single-item <stage>`, its output streamed line by line to `log`."""
     cmd = _dvc() + ["repro", "--single-item", stage]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Its own process group: on an interruption _stop signals the stage's command itself, which DVC
+    # (ignoring SIGINT while a command runs) would not pass on.
     proc = subprocess.Popen(
-        cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
     )
     tail: list[str] = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        if line:
-            log(line)
-            tail = (tail + [line])[-15:]
+    try:
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                log(line)
+                tail = (tail + [line])[-15:]
+    except BaseException:
+        # Interrupted (Ctrl-C, a cancelled run): the stage stops too rather than running on without
+        # the flow; SIGINT lets it leave nothing half-written (its outputs are written atomically).
+        _stop(proc)
+        raise
     if proc.wait() != 0:
         raise StageFailed(f"stage {stage!r} failed (exit {proc.returncode}): " + " | ".join(tail[-5:]))
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """Interrupt `proc`'s process group (DVC and the stage's command), killing it after `grace_s`."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _stage_task(stage: str):

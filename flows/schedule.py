@@ -14,7 +14,7 @@ from pathlib import Path
 
 from babelflow.config import check_cron, check_timezone
 from babelflow.errors import BabelflowError, ConfigError
-from flows.pipeline import STAGES, pipeline_flow
+from flows.pipeline import check_stages, pipeline_flow
 
 # A server on this machine answers /health in milliseconds and a closed port refuses at once; this
 # only bounds a firewalled address that drops packets.
@@ -53,9 +53,7 @@ def serve(cron: str | None, root: str = ".", name: str = "babelflow-nightly",
                 check(value)
         except ValueError as exc:
             raise ConfigError(f"{flag}: {exc}") from None
-    unknown = [s for s in stages or [] if s not in STAGES]
-    if unknown:
-        raise ConfigError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    check_stages(stages)
     from prefect.client.schemas.schedules import CronSchedule
 
     schedules = [CronSchedule(cron=cron, timezone=timezone)] if cron else None

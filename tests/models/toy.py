@@ -32,7 +32,7 @@ class WordTokenizer:
     def encode_target(self, text: str, mapping=()):
         return [self.stoi.get(w, 1) for w in text.split()] + [EOS_ID]
 
-    def decode(self, ids, mapping=()):
+    def decode(self, ids, mapping=(), source_ids=None):
         words = []
         for i in ids:
             if i == EOS_ID:

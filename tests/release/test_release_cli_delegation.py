@@ -30,8 +30,12 @@ def test_schedule_delegates_to_flows_serve(monkeypatch, tmp_path):
 
 
 def test_run_delegates_to_pipeline_flow(monkeypatch, tmp_path):
+    from flows.pipeline import check_stages
+
     calls = []
-    fake_module(monkeypatch, "flows.pipeline", pipeline_flow=lambda **kw: calls.append(kw))
+    fake_module(monkeypatch, "flows.pipeline", pipeline_flow=lambda **kw: calls.append(kw), check_stages=check_stages)
+    (tmp_path / "params.yaml").write_text(
+        "languages: {targets: [de]}\ncollect: {sources: [{type: gettext}]}\nadapt: {enabled: false}\n")
     assert main(["run", "--root", str(tmp_path), "--stages", "evaluate", "release"]) == 0
     assert calls == [{"root": str(tmp_path.resolve()), "stages": ["evaluate", "release"]}]
 

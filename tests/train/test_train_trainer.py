@@ -109,6 +109,21 @@ def test_progress_bar_leaves_tqdm_environment_in_charge(run, make_params, tmp_pa
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(tqdm, "tqdm", Recording)
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the bar is for a terminal (babelflow.progress)
     run(make_params(max_steps=3), tmp_path)
     assert len(seen) == 1 and not {"disable", "mininterval", "miniters"} & set(seen[0])
     assert "step" in capsys.readouterr().err  # the bar is drawn, with its unit
+
+
+def test_progress_in_a_log_is_plain_lines(run, make_params, tmp_path, monkeypatch, capsys):
+    # stderr is not a terminal here (a log file, a pipe, Prefect): no carriage-return refreshes, one
+    # plain line per BABELFLOW_PROGRESS_EVERY_S (0: every step).
+    monkeypatch.setenv("BABELFLOW_PROGRESS_EVERY_S", "0")
+    run(make_params(max_steps=4, validate_every=2, checkpoint_every=2), tmp_path)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"], err
+    assert "loss" in lines[-1] and "lr" in lines[-1] and "tok/s" in lines[-1]
