@@ -28,6 +28,9 @@ from babelflow.meta.train import as_logger, resolve_device, seed_all
 
 _log = logging.getLogger("babelflow.adapt")
 INITS = ("scratch", "transfer", "meta")
+# The evaluate settings a run decodes its test split with (score_on_test); the other evaluate keys
+# (examples, max_sentences, external) are the evaluate stage's own and change no adaptation score.
+DECODING_KEYS = ("beam_size", "length_penalty", "max_length_ratio", "batch_sentences")
 
 
 def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
@@ -209,7 +212,7 @@ def run_key(params: Params, source: str | Path | None, tokenizer: Any, k: int, s
     return fingerprint_of(
         "adapt-run/2", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
             p.name for p in pair.glob("*.src")) + sorted(p.name for p in pair.glob("*.tgt"))},
-        adapt, params.evaluate.model_dump(), params.train.model_dump(
+        adapt, params.evaluate.model_dump(include=set(DECODING_KEYS)), params.train.model_dump(
             include={"label_smoothing", "clip_norm", "bf16", "max_len", "device", "threads"}),
         k, seed, lang, code_fingerprint(), _cpu_flags())
 
