@@ -330,6 +330,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline_flow
 
     pipeline_flow(root=str(Path(args.root).resolve()), stages=args.stages or None)
+    return cmd_summary(argparse.Namespace(root=args.root, format="text"))
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from babelflow.summary import babelflow_command, load, render_markdown, render_text
+    from tasks._common import Paths
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise InputError(root, "project folder not found")
+    render = render_markdown if args.format == "markdown" else render_text
+    sys.stdout.write(render(load(Paths(root)), babelflow_command()))
     return 0
 
 
@@ -391,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=".")
     p.add_argument("--stages", nargs="*", default=None, help="subset of stages, in order")
     p.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("summary", help="the last run's scores, adaptation table and release, in one screen",
+                       description="Per-pair BLEU / chrF++ / TER with n, the adaptation table and how to "
+                                   "translate with the release, read from a project's outputs. "
+                                   "Example: babelflow summary --root .")
+    m.add_argument("--root", default=".", help="project root (default: the current folder)")
+    m.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text for a terminal (default) or markdown")
+    m.set_defaults(func=cmd_summary)
 
     # Every option (--release, --output, --force, --quantization) and --help belong to the exporter
     # (babelflow.export.build_parser), so they are stated once.

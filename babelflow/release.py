@@ -186,7 +186,7 @@ def _metrics_section(eval_metrics: Any) -> list[str]:
     lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
     def row(label: str, m: dict) -> str:
         # An empty test split has no scores (None), not scores of 0: its note says so below the table.
-        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrf", "ter")]
+        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrfpp", "ter")]
         return f"| {label} | {m.get('n', '')} | " + " | ".join(cells) + " |"
 
     lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]

@@ -9,7 +9,6 @@ and work pools.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -69,36 +68,11 @@ STAGE_TASKS = {stage: _stage_task(stage) for stage in STAGES}
 
 
 def metrics_markdown(root: str | Path) -> str:
-    """The run's evaluation and adaptation figures as a Markdown table for the Prefect UI."""
-    root = Path(root)
-    lines = ["# babelflow run", ""]
-    eval_path = root / "data" / "metrics" / "eval.json"
-    if eval_path.exists():
-        from babelflow.metrics import NOT_SCORED
+    """The run summary (babelflow.summary) as Markdown tables, for the Prefect UI."""
+    from babelflow.summary import babelflow_command, load, render_markdown
+    from tasks._common import Paths
 
-        metrics = json.loads(eval_path.read_text(encoding="utf-8"))
-        lines += ["## Test set (sacrebleu)", "", "| pair | BLEU | chrF++ | TER |", "|---|---|---|---|"]
-        unscored = []
-        for pair, m in sorted(metrics.items()):
-            if isinstance(m, dict) and "bleu" in m:
-                # An empty test split has None for its scores (babelflow.metrics.score), not 0.
-                cells = ["–" if m.get(k) is None else f"{m[k]:.2f}" for k in ("bleu", "chrf", "ter")]
-                lines.append(f"| {pair} | " + " | ".join(cells) + " |")
-                if m["bleu"] is None and m.get("n") == 0:
-                    unscored.append(f"{pair}: {NOT_SCORED}")
-        lines += ["", *unscored, ""] if unscored else [""]
-    adapt_path = root / "data" / "metrics" / "adapt.json"
-    if adapt_path.exists():
-        lines += ["## Adaptation (BLEU)", "", "```json", adapt_path.read_text(encoding="utf-8"), "```", ""]
-    clean_md = root / "data" / "clean" / "report.json"
-    if clean_md.exists():
-        try:
-            from babelflow.clean.report import to_markdown
-
-            lines += ["## Cleaning", "", to_markdown(json.loads(clean_md.read_text(encoding="utf-8")))]
-        except ImportError:
-            pass
-    return "\n".join(lines)
+    return render_markdown(load(Paths(Path(root))), babelflow_command())
 
 
 @flow(name="babelflow-pipeline", log_prints=True)
@@ -124,8 +98,13 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]
 
 
 if __name__ == "__main__":
+    from babelflow.summary import babelflow_command, load, render_text
+    from tasks._common import Paths
+
+    project = sys.argv[1] if len(sys.argv) > 1 else "."
     try:
-        pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
+        pipeline_flow(root=project)
     except BabelflowError as exc:  # bad params or input: the user's to fix; exit 2 as every stage does
         print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    print("\n" + render_text(load(Paths(Path(project))), babelflow_command()), end="")
