@@ -327,10 +327,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.pipeline import pipeline_flow
+    from flows.pipeline import run_pipeline
 
-    pipeline_flow(root=str(Path(args.root).resolve()), stages=args.stages or None)
-    return cmd_summary(argparse.Namespace(root=args.root, format="text"))
+    return run_pipeline(args.root, stages=args.stages or None)  # the run summary, or exit 1 or 2
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

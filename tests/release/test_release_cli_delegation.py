@@ -31,9 +31,9 @@ def test_schedule_delegates_to_flows_serve(monkeypatch, tmp_path):
 
 def test_run_delegates_to_pipeline_flow(monkeypatch, tmp_path):
     calls = []
-    fake_module(monkeypatch, "flows.pipeline", pipeline_flow=lambda **kw: calls.append(kw))
+    fake_module(monkeypatch, "flows.pipeline", run_pipeline=lambda root, **kw: calls.append((root, kw)) or 0)
     assert main(["run", "--root", str(tmp_path), "--stages", "evaluate", "release"]) == 0
-    assert calls == [{"root": str(tmp_path.resolve()), "stages": ["evaluate", "release"]}]
+    assert calls == [(str(tmp_path), {"stages": ["evaluate", "release"]})]
 
 
 def test_export_passes_its_arguments(monkeypatch):
