@@ -78,6 +78,9 @@ class _NoEmptyTraceback(logging.Filter):
         return True
 
 
+_NO_EMPTY_TRACEBACK = _NoEmptyTraceback()
+
+
 def _stage_task(stage: str):
     @task(name=stage)
     def _run(root: str):
@@ -123,7 +126,7 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None):
             run = run.with_options(retries=sched.network_retries, retry_delay_seconds=[
                 delays[min(i, len(delays) - 1)] for i in range(sched.network_retries)])
         state = run(root, return_state=True)
-        if state.is_failed():
+        if not state.is_completed():  # failed, or crashed
             return Failed(message=state.message)
         done.append(stage)
     create_markdown_artifact(markdown=metrics_markdown(root), key="babelflow-metrics",
@@ -131,10 +134,7 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None):
     return done
 
 
-_NO_EMPTY_TRACEBACK = _NoEmptyTraceback()
-
-
-def run_pipeline(root: str | Path = ".", stages: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+def run_pipeline(root: str | Path = ".", stages: list[str] | None = None, out: TextIO | None = None) -> int:
     """The flow from a command line (`make flow`, `babelflow run`): the run summary at the end, or exit
     status 1 after a failed stage with nothing more than the flow logged (no traceback), 2 on bad params."""
     from babelflow.summary import babelflow_command, load, render_text
@@ -147,7 +147,7 @@ def run_pipeline(root: str | Path = ".", stages: list[str] | None = None, out: T
             print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
             return 2
         return 1
-    out.write("\n" + render_text(load(Paths(Path(root))), babelflow_command()))
+    (out or sys.stdout).write("\n" + render_text(load(Paths(Path(root))), babelflow_command()))
     return 0
 
 
