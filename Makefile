@@ -13,12 +13,13 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 setup:
 	@bash scripts/bootstrap.sh
 
-# The whole default pipeline (gettext catalogs of this machine, no internet) through DVC.
+# The whole default pipeline (gettext catalogs of this machine, no internet) through DVC, then the run
+# in one screen: scores per pair, the adaptation table, the release and how to translate with it.
 run: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc metrics show
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" babelflow summary
 
-# The same pipeline as a Prefect flow (same stages, same dvc.lock).
+# The same pipeline as a Prefect flow (same stages, same dvc.lock), ending with the same summary.
 flow: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m flows.pipeline .
 

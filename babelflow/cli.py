@@ -394,13 +394,24 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from babelflow.config import load_params
-    from flows.pipeline import check_stages, pipeline_flow
+    from flows.pipeline import check_stages, run_pipeline
 
     root = Path(args.root).resolve()
     # Plain mistakes are answered here, before a flow run starts: in it they would be a failed run.
     check_stages(args.stages)
     load_params(root / "params.yaml")
-    pipeline_flow(root=str(root), stages=args.stages or None)
+    return run_pipeline(root, stages=args.stages or None)  # the run summary, or exit 1 or 2
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from babelflow.summary import babelflow_command, load, render_markdown, render_text
+    from tasks._common import Paths
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise InputError(root, "project folder not found")
+    render = render_markdown if args.format == "markdown" else render_text
+    sys.stdout.write(render(load(Paths(root)), babelflow_command()))
     return 0
 
 
@@ -542,6 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", nargs="*", default=None, metavar="STAGE",
                    help="subset of stages, in order (default: all)")
     p.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("summary", help="the last run's scores, adaptation table and release, in one screen",
+                       description=paragraph("Per-pair BLEU / chrF++ / TER with n, the adaptation table and how "
+                                             "to translate with the release, read from a project's outputs."),
+                       epilog=examples("babelflow summary", "babelflow summary --root ../project --format markdown"))
+    m.add_argument("--root", default=".", help="project root (default: the current folder)")
+    m.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text for a terminal (default) or markdown")
+    m.set_defaults(func=cmd_summary)
 
     # Every option (--release, --output, --force, --quantization) and --help belong to the exporter
     # (babelflow.export.build_parser), so they are stated once.

@@ -57,7 +57,7 @@ def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER]:
 def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
     """Score detokenized hypotheses against one reference each.
 
-    Returns {"bleu", "chrf", "ter": float, "signatures": {"bleu","chrf","ter": str}, "n": int,
+    Returns {"bleu", "chrfpp", "ter": float, "signatures": {"bleu","chrfpp","ter": str}, "n": int,
     "tokenize": str}. Scores are sacrebleu's own corpus scores (0-100), not rounded. No sentences gives
     n = 0, the scores None, no signatures and "note": NOT_SCORED.
     """
@@ -68,7 +68,7 @@ def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
             "(the hypothesis and reference files must be aligned line by line)"
         )
     if not hyps:
-        return {"n": 0, "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}, "bleu": None, "chrf": None,
+        return {"n": 0, "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}, "bleu": None, "chrfpp": None,
                 "ter": None, "note": NOT_SCORED}
     for name, seq in (("hypothesis", hyps), ("reference", refs)):
         for i, s in enumerate(seq):
@@ -76,7 +76,7 @@ def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
                 raise BabelflowError(f"{name} {i + 1} is {type(s).__name__}, not str")
     bleu, chrf, ter = metric_objects(tgt_lang)
     out: dict = {"n": len(hyps), "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}}
-    for name, metric in (("bleu", bleu), ("chrf", chrf), ("ter", ter)):
+    for name, metric in (("bleu", bleu), ("chrfpp", chrf), ("ter", ter)):
         result = metric.corpus_score(hyps, [refs])
         out[name] = float(result.score)
         out["signatures"][name] = str(metric.get_signature())

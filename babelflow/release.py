@@ -184,7 +184,7 @@ def _metrics_section(params: dict, eval_metrics: Any) -> list[str]:
     lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
     def row(label: str, m: dict) -> str:
         # An empty test split has no scores (None), not scores of 0: its note says so below the table.
-        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrf", "ter")]
+        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrfpp", "ter")]
         return f"| {label} | {m.get('n', '')} | " + " | ".join(cells) + " |"
 
     lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]
@@ -280,7 +280,7 @@ def _scored_pairs(eval_metrics: Any) -> dict[str, dict]:
 
 def _index_metrics(m: dict) -> list[dict]:
     return [{"type": "bleu", "value": round(float(m["bleu"]), 2), "name": "BLEU"},
-            {"type": "chrf", "value": round(float(m["chrf"]), 2), "name": "chrF++ (word order 2)"},
+            {"type": "chrf", "value": round(float(m["chrfpp"]), 2), "name": "chrF++ (word order 2)"},
             {"type": "ter", "value": round(float(m["ter"]), 2), "name": "TER"}]
 
 

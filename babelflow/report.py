@@ -23,7 +23,7 @@ def metrics_table(metrics: dict[str, dict]) -> list[str]:
         if m["bleu"] is None:
             lines.append(f"| {pair} | {m['n']} | – | – | – |")
         else:
-            lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrf']:.2f} | {m['ter']:.2f} |")
+            lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrfpp']:.2f} | {m['ter']:.2f} |")
     unscored = [pair for pair in sorted(metrics) if metrics[pair]["bleu"] is None]
     return lines + (["", *(f"{pair}: {NOT_SCORED} (empty test split)." for pair in unscored)] if unscored else [])
 
@@ -63,7 +63,7 @@ def render_report(
     if macro and macro["bleu"] is not None:
         lines += [
             f"Macro average over {macro['pairs']} pairs: BLEU {macro['bleu']:.2f}, "
-            f"chrF++ {macro['chrf']:.2f}, TER {macro['ter']:.2f}.",
+            f"chrF++ {macro['chrfpp']:.2f}, TER {macro['ter']:.2f}.",
             "",
         ]
     if external:

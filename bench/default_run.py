@@ -111,16 +111,20 @@ def stages_rerun_after_train_change(clone: Path) -> tuple[list[str], float]:
 
 
 def scores_table(clone: Path) -> str:
-    evaluation = json.loads((clone / "data/metrics/eval.json").read_text(encoding="utf-8"))
+    # Every pair's scores with n (data/metrics/eval.json holds only the macro averages DVC compares).
+    evaluation = json.loads((clone / "data/eval/metrics.json").read_text(encoding="utf-8"))
+
+    def cells(m: dict) -> str:  # an empty test split has no scores (n = 0, not scored)
+        return " | ".join("–" if m.get(k) is None else f"{m[k]:.1f}" for k in ("bleu", "chrfpp", "ter"))
+
     rows = ["| pair | test sentences | BLEU | chrF++ | TER |", "|---|---|---|---|---|"]
     for pair, m in evaluation.items():
         if pair in ("macro", "external"):
             continue
-        rows.append(f"| {pair} | {m['n']} | {m['bleu']:.1f} | {m['chrf']:.1f} | {m['ter']:.1f} |")
+        rows.append(f"| {pair} | {m['n']} | {cells(m)} |")
     macro = evaluation.get("macro", {})
     if macro:
-        rows.append(f"| macro average | | {macro.get('bleu', 0):.1f} | {macro.get('chrf', 0):.1f} | "
-                    f"{macro.get('ter', 0):.1f} |")
+        rows.append(f"| macro average | | {cells(macro)} |")
     return "\n".join(rows)
 
 
@@ -136,7 +140,7 @@ def adapt_table(clone: Path) -> str:
                   "| K | " + " | ".join(inits) + " |", "|---" * (len(inits) + 1) + "|"]
         for k in sorted(entry["k"], key=int):
             row = entry["k"][k]
-            cells = [f"{row[i]['bleu_mean']:.1f} ({row[i]['chrf_mean']:.1f})" if i in row else "-"
+            cells = [f"{row[i]['bleu_mean']:.1f} ({row[i]['chrfpp_mean']:.1f})" if i in row else "-"
                      for i in inits]
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -200,7 +200,7 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
         + f"seeds {seeds}" + ("" if len(seeds) >= 2 else " (one seed: no spread)")
         + "; scratch = random init of the same model.",
         f"- Test: test_2016_flickr en->cs, {cs['test_sentences']} sentences, beam {params.evaluate.beam_size}. "
-        f"BLEU `{results['signatures']['cs']['bleu']}`; chrF++ `{results['signatures']['cs']['chrf']}`.",
+        f"BLEU `{results['signatures']['cs']['bleu']}`; chrF++ `{results['signatures']['cs']['chrfpp']}`.",
         "",
         "| K | scratch BLEU | transfer BLEU | meta BLEU | meta - transfer | scratch chrF++ | transfer chrF++ | meta chrF++ |",
         "|---|---|---|---|---|---|---|---|",
@@ -208,8 +208,8 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
     for _, row in k_rows:
         out.append(f"| {row['k_used']} | {_cell(row['scratch'], 'bleu')} | {_cell(row['transfer'], 'bleu')} | "
                    f"{_cell(row['meta'], 'bleu')} | {row['meta_minus_transfer_bleu']:+.2f} | "
-                   f"{_cell(row['scratch'], 'chrf')} | {_cell(row['transfer'], 'chrf')} | "
-                   f"{_cell(row['meta'], 'chrf')} |")
+                   f"{_cell(row['scratch'], 'chrfpp')} | {_cell(row['transfer'], 'chrfpp')} | "
+                   f"{_cell(row['meta'], 'chrfpp')} |")
     if selecting:
         picked_by = "dev loss" if a.select_metric == "dev_loss" else "dev BLEU"
         out += ["", "The same fine-tuning runs scored at their last step (a fixed budget, no selection), and the "

@@ -193,7 +193,7 @@ def run_one(name: str, args, log) -> dict:
         (run_dir / f"test.{lang}.hyp").write_text("\n".join(r.pop("hyps")) + "\n", encoding="utf-8")
     result = {
         "run": name, "preset": args.preset, "targets": targets,
-        "test": {lang: {k: r[k] for k in ("bleu", "chrf", "ter", "n", "signatures", "decode_s")} for lang, r in test.items()},
+        "test": {lang: {k: r[k] for k in ("bleu", "chrfpp", "ter", "n", "signatures", "decode_s")} for lang, r in test.items()},
         "selection": selection,
         "train": {k: train_metrics.get(k) for k in ("steps", "tokens_seen", "parameters", "train_loss", "dev_loss",
                                                     "dev_bleu", "device", "wall_time_s", "tokens_per_s")},
@@ -214,10 +214,10 @@ def table(results: list[dict]) -> str:
     for r in results:
         for lang, m in r["test"].items():
             lines.append(
-                f"| {r['run']} | en->{lang} | {m['bleu']:.2f} | {m['chrf']:.2f} | {r['train']['steps']} | "
+                f"| {r['run']} | en->{lang} | {m['bleu']:.2f} | {m['chrfpp']:.2f} | {r['train']['steps']} | "
                 f"{r['train']['tokens_seen']:,} | {r['timings']['train_s'] / 60:.1f} min | "
                 f"{r['timings']['total_s'] / 60:.1f} min | {r['train']['device']} | {r['selection']['chosen']} |")
-    sigs = sorted({m["signatures"][k] for r in results for m in r["test"].values() for k in ("bleu", "chrf")})
+    sigs = sorted({m["signatures"][k] for r in results for m in r["test"].values() for k in ("bleu", "chrfpp")})
     return "\n".join(lines + [""] + [f"- `{s}`" for s in sigs])
 
 

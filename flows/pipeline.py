@@ -9,15 +9,18 @@ and work pools.
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Failed
 
 from babelflow.config import load_params
 from babelflow.errors import BabelflowError, ConfigError
@@ -35,6 +38,11 @@ def check_stages(stages: list[str] | None, flag: str = "--stages") -> None:
         raise ConfigError(f"{flag}: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
 
 
+# The lines that say why a stage failed: the stage's own one-line error (tasks._common.stage_main) and
+# DVC's. They are logged once, as errors, as they arrive; the failure itself then names only the stage.
+ERROR_LINE = re.compile(r"^(babelflow [\w-]+: error: |ERROR: )")
+
+
 class StageFailed(RuntimeError):
     pass
 
@@ -45,8 +53,11 @@ def _dvc() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "dvc"]
 
 
-def run_stage(stage: str, root: str | Path, log=print) -> None:
-    """`dvc repro --single-item <stage>`, its output streamed line by line to `log`."""
+def run_stage(stage: str, root: str | Path, log=print, error=print) -> None:
+    """`dvc repro --single-item <stage>`, its output streamed line by line to `log`, the lines saying why it
+    failed to `error`. A failure raises StageFailed naming the stage and the stage's exit status only:
+    its reason was streamed once already, and Prefect repeats an exception's message in every state it
+    reports."""
     cmd = _dvc() + ["repro", "--single-item", stage]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Its own process group: on an interruption _stop signals the stage's command itself, which DVC
@@ -55,21 +66,36 @@ def run_stage(stage: str, root: str | Path, log=print) -> None:
         cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         start_new_session=True,
     )
-    tail: list[str] = []
+    status = None
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
             line = line.rstrip()
-            if line:
+            if ERROR_LINE.match(line):
+                error(line)
+                status = re.search(r"exited with (-?\d+)", line) or status  # DVC exits 255 whatever the stage did
+            elif line:
                 log(line)
-                tail = (tail + [line])[-15:]
     except BaseException:
         # Interrupted (Ctrl-C, a cancelled run): the stage stops too rather than running on without
         # the flow; SIGINT lets it leave nothing half-written (its outputs are written atomically).
         _stop(proc)
         raise
     if proc.wait() != 0:
-        raise StageFailed(f"stage {stage!r} failed (exit {proc.returncode}): " + " | ".join(tail[-5:]))
+        raise StageFailed(f"stage {stage!r} failed (exit {status[1] if status else proc.returncode})")
+
+
+class _NoEmptyTraceback(logging.Filter):
+    """Prefect logs a task that returns a Failed state with exc_info=True outside any exception, which
+    prints "NoneType: None" under the message; drop that empty traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+_NO_EMPTY_TRACEBACK = _NoEmptyTraceback()
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
@@ -88,9 +114,14 @@ def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
 
 def _stage_task(stage: str):
     @task(name=stage)
-    def _run(root: str) -> str:
+    def _run(root: str):
         logger = get_run_logger()
-        run_stage(stage, root, log=logger.info)
+        try:
+            run_stage(stage, root, log=logger.info, error=logger.error)
+        except StageFailed as exc:
+            # A state, not an exception: Prefect logs a raised one with its traceback at the task and
+            # again at the flow; a Failed state is retried all the same (network stages).
+            return Failed(message=str(exc))
         return stage
 
     return _run
@@ -100,47 +131,24 @@ STAGE_TASKS = {stage: _stage_task(stage) for stage in STAGES}
 
 
 def metrics_markdown(root: str | Path) -> str:
-    """The run's evaluation and adaptation figures as a Markdown table for the Prefect UI."""
-    root = Path(root)
-    lines = ["# babelflow run", ""]
-    eval_path = root / "data" / "metrics" / "eval.json"
-    if eval_path.exists():
-        from babelflow.metrics import NOT_SCORED
+    """The run summary (babelflow.summary) as Markdown tables, for the Prefect UI."""
+    from babelflow.summary import babelflow_command, load, render_markdown
+    from tasks._common import Paths
 
-        metrics = json.loads(eval_path.read_text(encoding="utf-8"))
-        lines += ["## Test set (sacrebleu)", "", "| pair | BLEU | chrF++ | TER |", "|---|---|---|---|"]
-        unscored = []
-        for pair, m in sorted(metrics.items()):
-            if isinstance(m, dict) and "bleu" in m:
-                # An empty test split has None for its scores (babelflow.metrics.score), not 0.
-                cells = ["–" if m.get(k) is None else f"{m[k]:.2f}" for k in ("bleu", "chrf", "ter")]
-                lines.append(f"| {pair} | " + " | ".join(cells) + " |")
-                if m["bleu"] is None and m.get("n") == 0:
-                    unscored.append(f"{pair}: {NOT_SCORED}")
-        lines += ["", *unscored, ""] if unscored else [""]
-    adapt_path = root / "data" / "metrics" / "adapt.json"
-    if adapt_path.exists():
-        lines += ["## Adaptation (BLEU)", "", "```json", adapt_path.read_text(encoding="utf-8"), "```", ""]
-    clean_md = root / "data" / "clean" / "report.json"
-    if clean_md.exists():
-        try:
-            from babelflow.clean.report import to_markdown
-
-            lines += ["## Cleaning", "", to_markdown(json.loads(clean_md.read_text(encoding="utf-8")))]
-        except ImportError:
-            pass
-    return "\n".join(lines)
+    return render_markdown(load(Paths(Path(root))), babelflow_command())
 
 
 @flow(name="babelflow-pipeline", log_prints=True)
-def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]:
-    """Run (or skip, when DVC finds them up to date) every stage in order.
+def pipeline_flow(root: str = ".", stages: list[str] | None = None):
+    """Run (or skip, when DVC finds them up to date) every stage in order; the run fails at the first
+    stage that fails, naming it (its own error was logged once in its task run) and runs nothing after.
 
     params.yaml is validated whole before any stage, and `inputs` always runs first, even before
     a subset: `--single-item` skips DVC's upstream stages, and the later stages' deps need its
     fingerprint refreshed."""
     root = str(Path(root).resolve())
     sched = load_params(Path(root) / "params.yaml").schedule
+    logging.getLogger("prefect.task_runs").addFilter(_NO_EMPTY_TRACEBACK)
     done = []
     for stage in STAGES if stages is None else ["inputs"] + [s for s in stages if s != "inputs"]:
         run = STAGE_TASKS[stage]
@@ -148,15 +156,31 @@ def pipeline_flow(root: str = ".", stages: list[str] | None = None) -> list[str]
             delays = sched.retry_delay_s
             run = run.with_options(retries=sched.network_retries, retry_delay_seconds=[
                 delays[min(i, len(delays) - 1)] for i in range(sched.network_retries)])
-        done.append(run(root))
+        state = run(root, return_state=True)
+        if not state.is_completed():  # failed, or crashed
+            return Failed(message=state.message)
+        done.append(stage)
     create_markdown_artifact(markdown=metrics_markdown(root), key="babelflow-metrics",
-                             description="Metrics of this pipeline run")
+                             description="Scores, adaptation and release of this pipeline run")
     return done
 
 
+def run_pipeline(root: str | Path = ".", stages: list[str] | None = None, out: TextIO | None = None) -> int:
+    """The flow from a command line (`make flow`, `babelflow run`): the run summary at the end, or exit
+    status 1 after a failed stage with nothing more than the flow logged (no traceback), 2 on bad params."""
+    from babelflow.summary import babelflow_command, load, render_text
+    from tasks._common import Paths
+
+    state = pipeline_flow(root=str(Path(root).resolve()), stages=stages, return_state=True)
+    if not state.is_completed():
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, BabelflowError):  # bad params or input: the user's to fix, as every stage says
+            print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
+            return 2
+        return 1
+    (out or sys.stdout).write("\n" + render_text(load(Paths(Path(root))), babelflow_command()))
+    return 0
+
+
 if __name__ == "__main__":
-    try:
-        pipeline_flow(root=sys.argv[1] if len(sys.argv) > 1 else ".")
-    except BabelflowError as exc:  # bad params or input: the user's to fix; exit 2 as every stage does
-        print(f"babelflow pipeline: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_pipeline(sys.argv[1] if len(sys.argv) > 1 else "."))

@@ -83,12 +83,13 @@ class Paths:
 VOLATILE_METRICS = ("wall_s", "wall_time_s", "tokens_per_s", "resumed_from")
 
 
-def write_metrics(paths: Paths, stage: str, metrics: dict) -> dict:
-    """Write `data/metrics/<stage>.json` without the volatile values; log those instead."""
+def write_metrics(paths: Paths, stage: str, metrics: dict, keys: tuple[str, ...] | None = None) -> dict:
+    """Write `data/metrics/<stage>.json` without the volatile values; log those instead. `keys`: only
+    these (a headline DVC compares; the stage keeps the rest in its own outputs)."""
     volatile = {k: metrics[k] for k in VOLATILE_METRICS if k in metrics}
     if volatile:
         log.info("stage %s: %s", stage, ", ".join(f"{k}={v}" for k, v in volatile.items()))
-    kept = {k: v for k, v in metrics.items() if k not in volatile}
+    kept = {k: v for k, v in metrics.items() if k not in volatile and (keys is None or k in keys)}
     paths.metrics(stage).parent.mkdir(parents=True, exist_ok=True)
     write_json(paths.metrics(stage), kept)
     return kept

@@ -36,9 +36,6 @@ def run(params: Params, paths: Paths) -> dict:
             "split": params.collect.split.model_dump(),
             "max_pairs": params.collect.max_pairs,
             "on_error": params.collect.on_error,
-            # Balancing is applied later (tokenizer/train sampling); recorded here for provenance.
-            "balancing": {"tokenizer_temperature": params.tokenizer.temperature,
-                          "train_temperature": params.train.temperature},
             "sources": [s.model_dump() for s in params.collect.sources],
             "inputs": inputs,
             "pairs": per_pair,

@@ -1,8 +1,8 @@
 """Evaluate stage: translate every pair's test split with the trained model and score it with sacrebleu.
 
-Outputs (data/eval, swapped in atomically): <pair>.hyp, metrics.json (scores with signatures, macro
-averages, external test sets), report.md. The numeric summary goes to data/metrics/eval.json, which
-DVC tracks as metrics so `dvc metrics diff` compares runs.
+Outputs (data/eval, swapped in atomically): <pair>.hyp, metrics.json (every pair's scores with n and
+signatures, macro averages, external test sets), report.md. The headline, the macro averages alone,
+goes to data/metrics/eval.json, which DVC tracks as metrics so `dvc metrics diff` compares runs.
 """
 from __future__ import annotations
 
@@ -97,8 +97,15 @@ def macro_average(metrics: dict[str, dict]) -> dict:
     n = len(scored)
     return {
         "pairs": n,
-        **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrf", "ter")},
+        **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrfpp", "ter")},
     }
+
+
+def headline(macro: dict) -> dict:
+    """What DVC compares between runs (data/metrics/eval.json): the macro averages, rounded as sacrebleu
+    reports them. Flat and short so `dvc metrics show` and `dvc exp show` stay one screen wide; every
+    pair's scores with n and signatures are in data/eval/metrics.json."""
+    return {k: None if macro[k] is None else round(macro[k], 2) for k in ("bleu", "chrfpp", "ter")}
 
 
 def run(params: Params, paths: Paths) -> dict:
@@ -128,7 +135,7 @@ def run(params: Params, paths: Paths) -> dict:
         examples[pair] = list(zip(src, ref, hyps))[: ev.examples]
         if src:
             log.info("%s: BLEU %.2f chrF++ %.2f TER %.2f", pair, pair_metrics[pair]["bleu"],
-                     pair_metrics[pair]["chrf"], pair_metrics[pair]["ter"])
+                     pair_metrics[pair]["chrfpp"], pair_metrics[pair]["ter"])
         else:
             log.warning("%s: empty test split (%s): %s", pair, paths.clean / pair / "test.src", NOT_SCORED)
 
@@ -156,16 +163,8 @@ def run(params: Params, paths: Paths) -> dict:
             images.insert(0, ("Training curve", "learning_curve.png"))
         write_text(out / "report.md",
                    render_report(pair_metrics, macro, examples, images, external, settings))
-
-    def numeric(m: dict) -> dict:
-        return {k: m[k] for k in ("bleu", "chrf", "ter", "n")}
-
-    summary: dict = {pair: numeric(m) for pair, m in pair_metrics.items()}
-    summary["macro"] = macro
-    if external:
-        summary["external"] = {name: numeric(m) for name, m in external.items()}
-    write_json(paths.metrics("eval"), summary)
-    return summary
+    write_json(paths.metrics("eval"), headline(macro))
+    return full
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ from tasks._common import Paths, stage_main, write_metrics
 log = logging.getLogger("babelflow.train")
 
 
+# What DVC compares between runs (data/metrics/train.json); every figure is in data/train/train_state.json.
+HEADLINE = ("dev_loss",)
+
+
 def run(params: Params, paths: Paths) -> dict:
     tokenizer = Tokenizer(paths.tokenizer / "spm.model", max_placeholders=params.tokenizer.max_placeholders)
     # The weights folder is swapped in whole at the end; checkpoints live outside it so a killed
@@ -26,7 +30,7 @@ def run(params: Params, paths: Paths) -> dict:
     with atomic_dir(paths.train) as out:
         metrics = train_model(params, paths.clean, tokenizer, out, paths.checkpoints("train"),
                               paths.plots("train"), log=log.info)
-    write_metrics(paths, "train", metrics)
+    write_metrics(paths, "train", metrics, keys=HEADLINE)
     return metrics
 
 

@@ -28,6 +28,9 @@ from babelflow.meta.train import as_logger, resolve_device, seed_all
 
 _log = logging.getLogger("babelflow.adapt")
 INITS = ("scratch", "transfer", "meta")
+# The evaluate settings a run decodes its test split with (score_on_test); the other evaluate keys
+# (examples, max_sentences, external) are the evaluate stage's own and change no adaptation score.
+DECODING_KEYS = ("beam_size", "length_penalty", "max_length_ratio", "batch_sentences")
 
 
 def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
@@ -189,7 +192,7 @@ def adapt_run(params: Params, source: str | Path | None, tokenizer: Any, pool: S
         if tuned.best_step != cfg.steps:
             model.load_state_dict(tuned.best_state)
             s = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
-    run.update(bleu=round(s["bleu"], 4), chrf=round(s["chrf"], 4), signatures=s["signatures"])
+    run.update(bleu=round(s["bleu"], 4), chrfpp=round(s["chrfpp"], 4), signatures=s["signatures"])
     return run
 
 
@@ -207,9 +210,9 @@ def run_key(params: Params, source: str | Path | None, tokenizer: Any, k: int, s
     init = (sha256_file(Path(source) / "model.safetensors") if source is not None
             else params.model.model_dump())
     return fingerprint_of(
-        "adapt-run/2", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
+        "adapt-run/3", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
             p.name for p in pair.glob("*.src")) + sorted(p.name for p in pair.glob("*.tgt"))},
-        adapt, params.evaluate.model_dump(), params.train.model_dump(
+        adapt, params.evaluate.model_dump(include=set(DECODING_KEYS)), params.train.model_dump(
             include={"label_smoothing", "clip_norm", "bf16", "max_len", "device", "threads"}),
         k, seed, lang, code_fingerprint(), _cpu_flags())
 
@@ -308,16 +311,16 @@ def adapt_experiment(
                         last_bleus.append(run["bleu_last"])
                     results["signatures"].setdefault(lang, run["signatures"])
                     bleus.append(run["bleu"])
-                    chrfs.append(run["chrf"])
+                    chrfs.append(run["chrfpp"])
                     log.info("adapt %s K=%d %s seed=%d: BLEU %.2f chrF++ %.2f%s%s", pair, k, init, seed,
-                             run["bleu"], run["chrf"],
+                             run["bleu"], run["chrfpp"],
                              "" if "best_step" not in run else
                              f" (dev-selected step {run['best_step']}; last step {run['bleu_last']:.2f} BLEU)",
                              " [cached]" if run.get("cached") else "")
                 bm, bs = _stats(bleus)
                 cm, cs = _stats(chrfs)
-                row[init] = {"bleu_mean": round(bm, 4), "bleu_std": round(bs, 4), "chrf_mean": round(cm, 4),
-                             "chrf_std": round(cs, 4), "bleu": bleus, "chrf": chrfs, "seeds": list(cfg.seeds),
+                row[init] = {"bleu_mean": round(bm, 4), "bleu_std": round(bs, 4), "chrfpp_mean": round(cm, 4),
+                             "chrfpp_std": round(cs, 4), "bleu": bleus, "chrfpp": chrfs, "seeds": list(cfg.seeds),
                              "final_train_loss": [round(x, 5) for x in losses]}
                 if best_steps:
                     lm, ls = _stats(last_bleus)

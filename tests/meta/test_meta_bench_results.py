@@ -76,8 +76,8 @@ def test_set_overrides_one_value_and_leaves_the_preset_alone():
 def _entry(bleu: list[float], chrf: float = 20.0, last: list[float] | None = None, steps=(200, 200)) -> dict:
     last = last or bleu
     mean = sum(bleu) / len(bleu)
-    return {"bleu": bleu, "bleu_mean": mean, "bleu_std": 0.1, "chrf": [chrf] * len(bleu), "chrf_mean": chrf,
-            "chrf_std": 0.0, "bleu_last": last, "bleu_last_mean": sum(last) / len(last), "bleu_last_std": 0.1,
+    return {"bleu": bleu, "bleu_mean": mean, "bleu_std": 0.1, "chrfpp": [chrf] * len(bleu), "chrfpp_mean": chrf,
+            "chrfpp_std": 0.0, "bleu_last": last, "bleu_last_mean": sum(last) / len(last), "bleu_last_std": 0.1,
             "selected_step": list(steps), "dev_bleu_kept_mean": mean + 5, "dev_loss_kept_mean": 4.0 - mean}
 
 
@@ -88,7 +88,7 @@ def test_render_names_the_selection_metric_and_judges_both_protocols(metric, nam
                      "meta": _entry([3.1, 3.3], last=[4.1, 4.3], steps=(160, 200)),
                      "meta_minus_transfer_bleu": 0.1} for k in (500, 2000, 29000)}
     results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}},
-               "signatures": {"cs": {"bleu": "BLEU-SIG", "chrf": "CHRF-SIG"}}, "budget": {"device": "cpu"}}
+               "signatures": {"cs": {"bleu": "BLEU-SIG", "chrfpp": "CHRF-SIG"}}, "budget": {"device": "cpu"}}
     body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1000},
                         {"query_loss_first": 3.8, "query_loss_last": 3.7},
                         {"transfer": {"de": 12.0, "fr": 17.0}, "meta": {"de": 11.0, "fr": 16.0}}, 300,
@@ -121,7 +121,7 @@ def test_render_compares_meta_with_the_budget_matched_transfer():
     matched_rows = {"500": {"transfer": _entry([3.9, 4.1], last=[3.9, 4.1])},
                     "2000": {"transfer": _entry([3.3, 3.5], last=[3.6, 3.8])}}
     results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}}, "runs_reused": 4,
-               "signatures": {"cs": {"bleu": "B", "chrf": "C"}}, "budget": {"device": "cpu"}}
+               "signatures": {"cs": {"bleu": "B", "chrfpp": "C"}}, "budget": {"device": "cpu"}}
     body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1}, {"query_loss_first": 1, "query_loss_last": 1},
                         {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {"adapt": 9}, 1,
                         {"steps": 2000, "results": {"languages": {"cs": {"k": matched_rows}}, "runs_reused": 2}})

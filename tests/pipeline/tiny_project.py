@@ -11,6 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from babelflow.config import parse_params
+from babelflow.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -78,6 +81,10 @@ def make_project(dest: Path, multi30k: Path, lines: int = 400, overrides: dict |
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
+    try:  # every knob stated, defaults included, as in a real params.yaml: dvc.yaml names leaf keys
+        params = parse_params(params).model_dump(mode="json")
+    except ConfigError:
+        pass  # a test of a bad params.yaml gets it as written
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (dest / ".gitignore").write_text("__pycache__/\n")
     sh(["git", "init", "-q"], dest)

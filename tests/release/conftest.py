@@ -59,7 +59,7 @@ def make_project(root: Path, with_adapt: bool = True):
          "sha256": "cd" * 32, "read": 6, "kept": 6, "dropped": {}}]})
     if with_adapt:
         row = {"k_used": 100, "meta_minus_transfer_bleu": 0.5, **{
-            init: {"bleu_mean": b, "bleu_std": 0.25, "chrf_mean": 10.0, "chrf_std": 0.0}
+            init: {"bleu_mean": b, "bleu_std": 0.25, "chrfpp_mean": 10.0, "chrfpp_std": 0.0}
             for init, b in (("scratch", 1.0), ("transfer", 2.5), ("meta", 3.0))}}
         write_json(data / "adapt" / "results.json", {
             "enabled": True, "wall_s": 12.5, "budget": {"steps": 5, "device": "cpu"},

@@ -92,11 +92,11 @@ def test_limitations_are_measured_on_the_test_outputs(tmp_path, project_factory)
     # en-de test sources are "a man is riding a bike", "two dogs play in the snow", ...
     write_text(data / "eval" / "en-de.hyp", "ein mann mann mann mann fährt\n\nthe girl reads a book\neine frau\n")
     write_text(data / "eval" / "en-fr.hyp", "un homme\ndeux chiens\nla fille \ufffd\nune femme\n")
-    sig = {"bleu": "nrefs:1|tok:13a", "chrf": "nrefs:1|nw:2", "ter": "nrefs:1"}
+    sig = {"bleu": "nrefs:1|tok:13a", "chrfpp": "nrefs:1|nw:2", "ter": "nrefs:1"}
     write_json(data / "eval" / "metrics.json", {
-        "en-de": {"n": 4, "bleu": 3.2, "chrf": 9.5, "ter": 159.5, "signatures": sig},
-        "en-fr": {"n": 4, "bleu": 25.0, "chrf": 40.0, "ter": 60.0, "signatures": sig},
-        "macro": {"pairs": 2, "bleu": 14.1, "chrf": 24.75, "ter": 109.75}})
+        "en-de": {"n": 4, "bleu": 3.2, "chrfpp": 9.5, "ter": 159.5, "signatures": sig},
+        "en-fr": {"n": 4, "bleu": 25.0, "chrfpp": 40.0, "ter": 60.0, "signatures": sig},
+        "macro": {"pairs": 2, "bleu": 14.1, "chrfpp": 24.75, "ter": 109.75}})
     inputs = ReleaseInputs(train_dir=data / "train", tokenizer_dir=data / "tokenizer",
                            eval_metrics=data / "eval" / "metrics.json", manifest=data / "raw" / "manifest.json",
                            clean_report=data / "clean" / "report.json")

@@ -33,11 +33,12 @@ def test_run_delegates_to_pipeline_flow(monkeypatch, tmp_path):
     from flows.pipeline import check_stages
 
     calls = []
-    fake_module(monkeypatch, "flows.pipeline", pipeline_flow=lambda **kw: calls.append(kw), check_stages=check_stages)
+    fake_module(monkeypatch, "flows.pipeline", run_pipeline=lambda root, **kw: calls.append((root, kw)) or 0,
+                check_stages=check_stages)
     (tmp_path / "params.yaml").write_text(
         "languages: {targets: [de]}\ncollect: {sources: [{type: gettext}]}\nadapt: {enabled: false}\n")
     assert main(["run", "--root", str(tmp_path), "--stages", "evaluate", "release"]) == 0
-    assert calls == [{"root": str(tmp_path.resolve()), "stages": ["evaluate", "release"]}]
+    assert calls == [(tmp_path.resolve(), {"stages": ["evaluate", "release"]})]
 
 
 def test_export_passes_its_arguments(monkeypatch):

@@ -46,11 +46,11 @@ def cli_scores(tmp_path: Path, hyps, refs, tokenize: str, asian: bool) -> dict:
     if asian:
         cmd.append("--ter-asian-support")
     res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    return {"bleu": res[0], "chrf": res[1], "ter": res[2]}
+    return {"bleu": res[0], "chrfpp": res[1], "ter": res[2]}  # -m chrf with word order 2: chrF++
 
 
 def assert_same(ours: dict, cli: dict) -> None:
-    for name in ("bleu", "chrf", "ter"):
+    for name in ("bleu", "chrfpp", "ter"):
         assert ours[name] == pytest.approx(cli[name]["score"], abs=1e-5), name
         assert ours["signatures"][name] == cli[name]["signature"], name
 
@@ -93,5 +93,5 @@ def test_perfect_and_length_mismatch():
         score(refs, refs + ["x"], "de")
     # Nothing to score is n = 0 without scores, never BLEU 0 / TER 0.
     empty = score([], [], "de")
-    assert empty["n"] == 0 and empty["bleu"] is None and empty["chrf"] is None and empty["ter"] is None
+    assert empty["n"] == 0 and empty["bleu"] is None and empty["chrfpp"] is None and empty["ter"] is None
     assert empty["note"] == "n = 0, not scored" and empty["signatures"] == {}
