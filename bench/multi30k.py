@@ -130,9 +130,13 @@ def evaluate_split(model, tokenizer, clean: Path, targets: list[str], split: str
 def select_on_val(params, tokenizer, clean: Path, ckpt_dir: Path, limit: int, log) -> tuple[object, dict]:
     """Pick among last / avg-3 / avg-5 checkpoints by greedy BLEU on the first `limit` val sentences
     (0: all) per target language, averaged over the targets."""
+    import torch
+
     from babelflow.checkpoint import average_weights, checkpoints
     from babelflow.models import build_model
 
+    # Decode where training ran: the gpu preset's val and test decoding on CPU would take most of a lease.
+    device = "cuda" if params.train.device != "cpu" and torch.cuda.is_available() else "cpu"
     kept = checkpoints(ckpt_dir)
     cands = {"last": kept[-1:]}
     for k in (3, 5):
@@ -143,7 +147,7 @@ def select_on_val(params, tokenizer, clean: Path, ckpt_dir: Path, limit: int, lo
     for name, paths in cands.items():
         model = build_model(params.model, tokenizer.vocab_size)
         average_weights(paths, model)
-        model.eval()
+        model.to(device).eval()
         res = evaluate_split(model, tokenizer, clean, params.languages.targets, "dev", 1, params.evaluate, limit)
         bleu = sum(r["bleu"] for r in res.values()) / len(res)
         scores[name] = {"val_greedy_bleu": round(bleu, 2), "checkpoints": [p.name for p in paths],

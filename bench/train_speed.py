@@ -17,7 +17,8 @@ on a shared machine hit all toolkits alike instead of whichever happened to run 
 
 The first command trains the tokenizer and caches the batches, so the locked timing holds only the
 timing. The peers' pythons default to /tmp/joeyvenv and /tmp/onmtvenv (`--joeynmt-python`,
-`--opennmt-python`); a peer whose python does not exist is reported as missing. `--device cuda` runs
+`--opennmt-python`); a peer whose python does not exist is reported as missing, and `--peers` names the
+peers to run (none: babelflow alone; `--json` also writes the figures to a file). `--device cuda` runs
 every worker on the GPU with bf16 autocast and fused AdamW; `--peak-tflops` (the GPU's dense bf16
 peak) adds model FLOPs utilisation (MFU) per toolkit.
 """
@@ -155,6 +156,9 @@ def main() -> None:
                     help="the device's dense bf16 peak (e.g. 989 for H100 SXM), for MFU")
     ap.add_argument("--joeynmt-python", default="/tmp/joeyvenv/bin/python")
     ap.add_argument("--opennmt-python", default="/tmp/onmtvenv/bin/python")
+    ap.add_argument("--peers", nargs="*", default=["opennmt-py", "joeynmt"], choices=["opennmt-py", "joeynmt"],
+                    help="the peers to time beside babelflow (none: babelflow alone)")
+    ap.add_argument("--json", help="also write the figures here as JSON")
     ap.add_argument("--batches", default=None,
                     help="cache file for the batches: made (tokenizer trained) when missing, else loaded")
     ap.add_argument("--prepare-only", action="store_true", help="only make the --batches file")
@@ -182,6 +186,8 @@ def main() -> None:
         workers = []
         try:
             for name, python in pythons.items():
+                if name != "babelflow" and name not in args.peers:
+                    continue
                 if not Path(python).exists():
                     result[f"{name}_missing"] = f"no python at {python}"
                     continue
@@ -225,6 +231,8 @@ def main() -> None:
         result["ratio_vs_faster_peer"] = result[f"ratio_vs_{fastest}"]
     result["model_tflops_per_step_mean"] = round(statistics.mean(flops) / 1e12, 4)
     print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------- workers
