@@ -475,7 +475,7 @@ def part_multi30k(c, record) -> None:
                           16 if c.dry_run else 0)["de"]
     (c.out / "test.de.hyp").write_text("".join(h + "\n" for h in test.pop("hyps")), encoding="utf-8")
     record(test={k: round(test[k], 2) if isinstance(test[k], float) else test[k]
-                 for k in ("bleu", "chrf", "ter", "n", "signatures")},
+                 for k in ("bleu", "chrfpp", "ter", "n", "signatures")},
            test_decode_s=round(time.monotonic() - t, 1), beam=params.evaluate.beam_size)
     # The selected model and its tokenizer, for the decode part.
     save_model(model, run / "model")
