@@ -226,15 +226,16 @@ def train_model(
             log(f"resumed from {found[-1]} at step {step}")
 
     train_model_ = model
-    if cfg.compile and use_cuda:
+    if cfg.compile:  # on CPU too (inductor needs a C++ compiler there)
         train_model_ = torch.compile(model)
     if distributed:
         train_model_ = nn.parallel.DistributedDataParallel(
             train_model_, device_ids=[local_rank] if use_cuda else None
         )
+    # bf16 on CPU only when asked: the default CPU run stays fp32, bit for bit.
     autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-        if use_cuda and cfg.bf16 else contextlib.nullcontext
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if (cfg.bf16 if use_cuda else cfg.bf16_cpu) else contextlib.nullcontext
     )
 
     from tqdm import tqdm
