@@ -256,6 +256,7 @@ class TrainConfig(Section):
     resume: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True  # autocast on CUDA only; CPU stays fp32 for bit-for-bit reproducibility
+    bf16_cpu: bool = False  # autocast on CPU too (train stage; slow on CPUs without bf16 units)
     compile: bool = False
     threads: int = Field(default=0, ge=0)  # torch intra-op threads on CPU; 0 = all cores
     temperature: float = Field(default=1.0, ge=1)  # language sampling T for the training mix

@@ -104,8 +104,11 @@ class TokenBatcher:
 
     `examples` is one list, or a dict language -> list mixed by temperature sampling (each epoch
     re-draws which examples of an up/down-sampled language are used). With `infinite=True` the
-    iterator runs epoch after epoch. `rank`/`world_size` shard the batches for DDP: every rank gets
-    the same number of batches per epoch.
+    iterator runs epoch after epoch. `rank`/`world_size` shard the batches for DDP: rank r of W takes
+    batches r, r+W, r+2W, ... of the one stream that runs across epochs, so W ranks drawing A
+    micro-batches a step train on the same A*W consecutive batches as one process accumulating A*W
+    (a per-epoch split would drop an epoch's odd batch and shift every step after it). The position
+    is that of the stream, the same on every rank and for any W.
     """
 
     def __init__(
@@ -132,7 +135,7 @@ class TokenBatcher:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        self.index = 0  # next batch within the epoch (of this rank's shard)
+        self.index = 0  # next batch of the stream within the epoch
         self._plan_epoch: int | None = None
         self._plan: list[list[Example]] = []
 
@@ -182,31 +185,31 @@ class TokenBatcher:
         return batches
 
     def plan(self, epoch: int) -> list[list[Example]]:
-        """This rank's batches of `epoch`, as example lists (deterministic in seed and epoch)."""
+        """All batches of `epoch` (every rank's), as example lists (deterministic in seed and epoch)."""
         if self._plan_epoch != epoch:
             rng = random.Random(f"{self.seed}:{epoch}")
             batches = self._pack(self._epoch_examples(rng))
             if self.shuffle:
                 rng.shuffle(batches)
-            if self.world_size > 1:
-                usable = len(batches) // self.world_size * self.world_size
-                if usable == 0:
-                    raise ValueError(f"{len(batches)} batches per epoch cannot feed {self.world_size} ranks")
-                batches = batches[self.rank : usable : self.world_size]
             self._plan_epoch, self._plan = epoch, batches
         return self._plan
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
 
+    def _take(self) -> list[Example] | None:
+        """The stream's next batch (None where a finite stream ends), moving the position past it."""
+        if self.index == len(self.plan(self.epoch)):
+            if not self.infinite:
+                return None
+            self.epoch, self.index = self.epoch + 1, 0
+        self.index += 1
+        return self.plan(self.epoch)[self.index - 1]
+
     def __iter__(self) -> Iterator[Batch]:
         while True:
-            plan = self.plan(self.epoch)
-            while self.index < len(plan):
-                batch = plan[self.index]
-                self.index += 1
-                yield collate(batch)
-            self.epoch += 1
-            self.index = 0
-            if not self.infinite:
+            group = [self._take() for _ in range(self.world_size)]
+            if group[-1] is None:  # a finite stream's last, incomplete group: every rank stops here
+                self.epoch, self.index = self.epoch + 1, 0
                 return
+            yield collate(group[self.rank])

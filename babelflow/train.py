@@ -117,15 +117,16 @@ def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, st
 _OPERATIONAL = {"resume", "checkpoint_every", "keep_checkpoints", "threads", "device", "compile"}
 
 
-def _fingerprint(params: Params, clean_dir: Path, tokenizer) -> str:
+def _fingerprint(params: Params, clean_dir: Path, tokenizer, world: int) -> str:
     # Averaging reads the last checkpoints, so which steps have one is part of the result then.
     operational = _OPERATIONAL - ({"checkpoint_every", "keep_checkpoints"} if params.train.average_last > 1 else set())
     train = {k: v for k, v in params.train.model_dump().items() if k not in operational}
     if train["schedule"] != "cosine":
         train.pop("max_steps")  # extending a run continues it; only cosine's curve depends on the end
     pairs = [params.languages.pair(lang) for lang in params.languages.targets]
+    # The number of ranks changes the batch of a step and which random streams exist (one a rank).
     return run_fingerprint(clean_dir, pairs, tokenizer, params.seed, params.languages.model_dump(),
-                           params.model.model_dump(), train)
+                           params.model.model_dump(), train, world)
 
 
 def _default_save(model: nn.Module, out_dir: Path) -> None:
@@ -203,34 +204,37 @@ def train_model(
     best: float | None = None
     bad_validations = 0
     stopped_early = False
-    fingerprint = _fingerprint(params, clean_dir, tokenizer)
+    fingerprint = _fingerprint(params, clean_dir, tokenizer, world)
     found = resumable(ckpt_dir, fingerprint, cfg.max_steps, log, resume=cfg.resume,
                       whole_history=cfg.average_last > 1)
     if found:
         state = load_checkpoint(found[-1], model, device)
         optim.load_state_dict(state["optimizer"])
         batcher.load_state_dict(state["batcher"])
-        set_rng_state(state["rng"])
+        # Each rank draws its own dropout masks and sums its own loss: it resumes its own state.
+        own = state if rank == 0 else state["ranks"][rank - 1]
+        set_rng_state(own["rng"])
         step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
         curve = [dict(r) for r in state["curve"]]
         best = state["best"]
         bad_validations = int(state["bad_validations"])
         # A run that already stopped early stays stopped; resuming must not train past that point.
         stopped_early = bool(state.get("stopped_early", False))
-        window_loss, window_tokens = (float(v) for v in state["window"])
+        window_loss, window_tokens = (float(v) for v in own["window"])
         if is_main:
             log(f"resumed from {found[-1]} at step {step}")
 
     train_model_ = model
-    if cfg.compile and use_cuda:
+    if cfg.compile:  # on CPU too (inductor needs a C++ compiler there)
         train_model_ = torch.compile(model)
     if distributed:
         train_model_ = nn.parallel.DistributedDataParallel(
             train_model_, device_ids=[local_rank] if use_cuda else None
         )
+    # bf16 on CPU only when asked: the default CPU run stays fp32, bit for bit.
     autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-        if use_cuda and cfg.bf16 else contextlib.nullcontext
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if (cfg.bf16 if use_cuda else cfg.bf16_cpu) else contextlib.nullcontext
     )
 
     from babelflow.progress import meter
@@ -280,11 +284,15 @@ def train_model(
 
         row = None
         if step % log_every == 0 or step == cfg.max_steps:
+            if distributed:  # the loss of the step's global batches, not of this rank's share
+                t = torch.tensor([float(window_loss), window_tokens], dtype=torch.float64, device=device)
+                dist.all_reduce(t)
+                window_loss, window_tokens = float(t[0]), float(t[1])
             now = time.monotonic()
             row = {"step": step, "train_loss": round(float(window_loss) / max(window_tokens, 1), 5),
                    "lr": float(f"{lr_at(step, cfg):.6g}")}
             bar.set_postfix(**{"loss": f"{row['train_loss']:.3f}", "lr": f"{lr_at(step, cfg):.2e}",
-                               "tok/s": f"{window_tokens * world / max(now - t_window, 1e-9):.0f}"})
+                               "tok/s": f"{window_tokens / max(now - t_window, 1e-9):.0f}"})
             window_loss = window_tokens = 0.0
             t_window = now
         if dev_batcher is not None and (step % cfg.validate_every == 0 or step == cfg.max_steps):
@@ -311,18 +319,23 @@ def train_model(
             if is_main:
                 _write_curve(plots_dir / "learning_curve.csv", curve)
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stopped_early:
+            own = {"rng": rng_state(), "window": torch.tensor([float(window_loss), window_tokens], dtype=torch.float64)}
+            ranks = [None] * world if is_main else None
+            if distributed:
+                dist.gather_object(own, ranks, dst=0)
             if is_main:
                 save_checkpoint(ckpt_dir, step, model, {
                     "step": step,
                     "tokens_seen": tokens_seen,
                     "optimizer": optim.state_dict(),
                     "batcher": batcher.state_dict(),
-                    "rng": rng_state(),
+                    "rng": own["rng"],
                     "curve": curve,
                     "best": best,
                     "bad_validations": bad_validations,
                     "stopped_early": stopped_early,
-                    "window": torch.tensor([float(window_loss), window_tokens], dtype=torch.float64),
+                    "window": own["window"],
+                    **({"ranks": ranks[1:]} if distributed else {}),
                     "fingerprint": fingerprint,
                     # Ending here added a log row, validation or checkpoint that a longer run does not
                     # make at this step: this state serves only a run of this length (see resumable).

@@ -115,7 +115,9 @@ class DecoderLayer(nn.Module):
             k = torch.cat([cache[0], k], dim=2)
             v = torch.cat([cache[1], v], dim=2)
         # A single new query may see every cached key, so only the full pass needs the causal mask.
-        x = x + self.dropout(self.self_attn(h, k, v, is_causal=cache is None and x.size(1) > 1))
+        # (No test of the length: under torch.compile's dynamic shapes it is symbolic, which SDPA
+        # refuses, and the graph broke at every decoder layer.)
+        x = x + self.dropout(self.self_attn(h, k, v, is_causal=cache is None))
         x = x + self.dropout(self.cross_attn(self.cross_norm(x), *cross_kv, attn_mask=mem_mask))
         x = x + self.dropout(self.ffn(self.ffn_norm(x)))
         return x, (k, v)

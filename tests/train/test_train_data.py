@@ -46,12 +46,24 @@ def test_position_restores_exactly(clean_dir, tokenizer):
     assert state["epoch"] == 1 and len(first) == len(ref) + 5
 
 
-def test_ranks_split_batches(clean_dir, tokenizer):
+def test_ranks_take_turns_on_one_stream_across_epochs(clean_dir, tokenizer):
+    # DDP with W ranks must see the batches of one process accumulating W, in the same steps: rank r
+    # takes batches r, r+W, ... of one stream, also where an epoch has a batch count W does not divide.
     ex = _examples(clean_dir, tokenizer)
-    full = TokenBatcher(ex, 64, shuffle=True, seed=3).plan(0)
-    r0 = TokenBatcher(ex, 64, shuffle=True, seed=3, rank=0, world_size=2).plan(0)
-    r1 = TokenBatcher(ex, 64, shuffle=True, seed=3, rank=1, world_size=2).plan(0)
-    assert len(r0) == len(r1) == len(full) // 2 and r0[0] == full[0] and r1[0] == full[1]
+    one = TokenBatcher(ex, 200, shuffle=True, seed=3, infinite=True)
+    per_epoch = len(one)
+    assert per_epoch % 2 == 1, per_epoch
+    n = 2 * per_epoch + 1  # batches per rank: past two epoch boundaries
+    stream = [next(it) for it in [iter(one)] for _ in range(2 * n)]
+    ranks = [TokenBatcher(ex, 200, shuffle=True, seed=3, infinite=True, rank=r, world_size=2) for r in (0, 1)]
+    its = [iter(b) for b in ranks]
+    got = [next(its[i % 2]) for i in range(2 * n)]
+    assert _flat(got) == _flat(stream)
+    # Every rank is at the stream's position: a checkpoint of rank 0 serves them all, and any W.
+    assert ranks[0].state_dict() == ranks[1].state_dict() == one.state_dict()
+    # A finite stream ends for all ranks at once, with the last incomplete group left out.
+    finite = [list(TokenBatcher(ex, 200, shuffle=True, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(finite[0]) == len(finite[1]) == per_epoch // 2
 
 
 def test_misaligned_files_name_the_file(tmp_path, tokenizer):
