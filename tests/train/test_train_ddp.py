@@ -101,7 +101,8 @@ def _weights(root: Path) -> dict[str, torch.Tensor]:
 
 
 def _metrics(root: Path) -> dict:
-    return json.loads((root / "data" / "metrics" / "train.json").read_text())
+    # The full training record; data/metrics/train.json keeps only the headline DVC compares.
+    return json.loads((root / "data" / "train" / "train_state.json").read_text())
 
 
 def _rank_lines(out: str, rank: int, text: str) -> list[str]:
