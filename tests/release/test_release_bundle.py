@@ -44,9 +44,9 @@ def test_learning_curve_png_is_deterministic(evaluated_project, tmp_path):
     from babelflow.report import plot_learning_curve
 
     root, _, _ = evaluated_project
-    csv_path = root / "data" / "plots" / "train" / "learning_curve.csv"
-    assert plot_learning_curve(csv_path, tmp_path / "a.png")
-    assert plot_learning_curve(csv_path, tmp_path / "b.png")
+    plots = root / "data" / "plots" / "train"
+    assert plot_learning_curve(plots, tmp_path / "a.png")
+    assert plot_learning_curve(plots, tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.png").read_bytes() == (root / "data" / "eval" / "learning_curve.png").read_bytes()
 
