@@ -26,6 +26,7 @@ from babelflow.errors import InputError
 from babelflow.io import write_json
 from babelflow.loss import token_cross_entropy
 
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate for the update numbered `step` (1-based): linear warm-up, then the schedule."""
     warm = cfg.warmup_steps

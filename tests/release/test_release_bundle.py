@@ -59,7 +59,8 @@ def test_release_contents_and_checksums(release_dir, evaluated_project):
     for name in ("model.safetensors", "model.json"):
         assert (release_dir / name).read_bytes() == (root / "data" / "train" / name).read_bytes()
     # The training curve travels with the model, not only the adaptation curve.
-    assert (release_dir / "learning_curve.png").read_bytes() == (root / "data" / "eval" / "learning_curve.png").read_bytes()
+    drawn = root / "data" / "eval" / "learning_curve.png"
+    assert (release_dir / "learning_curve.png").read_bytes() == drawn.read_bytes()
     # The standard tool agrees with our SHA256SUMS, and it covers every other file.
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=release_dir, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
