@@ -1,7 +1,8 @@
 """A release folder: everything needed to translate with a trained model, and to check it is intact.
 
 Layout: model.safetensors, model.json, spm.model, spm.vocab, params.yaml, metrics.json,
-MODEL_CARD.md, curve.png (when the adapt stage ran) and SHA256SUMS over every other file.
+MODEL_CARD.md, learning_curve.png (the training curve, drawn by evaluate), curve.png (when the adapt
+stage ran) and SHA256SUMS over every other file.
 
 The bytes depend only on the inputs: no timestamps, no absolute paths, sorted keys, so building twice
 from the same artifacts gives an identical folder and identical DVC hashes.
@@ -41,6 +42,7 @@ class ReleaseInputs:
     adapt_dir: Path | None = None  # data/adapt (results.json, curve.png)
     manifest: Path | None = None  # data/raw/manifest.json
     clean_report: Path | None = None  # data/clean/report.json
+    learning_curve: Path | None = None  # data/eval/learning_curve.png
 
 
 def _optional_json(path: Path | None) -> Any:
@@ -436,7 +438,7 @@ def _license_section(params: dict) -> list[str]:
 def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_curve: bool,
                       manifest: Any, manifest_sha: str | None, train_state: Any, model_info: Any,
                       clean_report: Any = None, parameters: int | None = None,
-                      outputs: dict[str, dict] | None = None) -> str:
+                      outputs: dict[str, dict] | None = None, has_learning_curve: bool = False) -> str:
     """MODEL_CARD.md in the Hugging Face layout: YAML metadata between --- lines, then the sections of
     the Hub's template. `outputs`: output_checks per pair; `parameters`: parameter_count."""
     rel = params.get("release", {})
@@ -503,6 +505,8 @@ def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_c
     if not meta_enabled:
         lines.append("- Meta-learning was not run (meta.enabled: false)")
     lines.append("")
+    if has_learning_curve:
+        lines += ["![Training curve: loss, dev BLEU and learning rate by step](learning_curve.png)", ""]
     lines += _metrics_section(params, eval_metrics)
     lines += _adapt_section(adapt_results, has_curve, meta_enabled)
     lines += _limitations_section(eval_metrics, outputs)
@@ -526,6 +530,7 @@ def build_release(target: str | Path, params: dict, inputs: ReleaseInputs) -> di
                      if inputs.adapt_dir else None)
     curve = inputs.adapt_dir / "curve.png" if inputs.adapt_dir else None
     has_curve = curve is not None and curve.is_file()
+    has_learning_curve = inputs.learning_curve is not None and inputs.learning_curve.is_file()
     train_state = _optional_json(inputs.train_dir / "train_state.json")
     model_info = _optional_json(inputs.train_dir / "model.json")
     clean_report = _optional_json(inputs.clean_report)
@@ -542,11 +547,13 @@ def build_release(target: str | Path, params: dict, inputs: ReleaseInputs) -> di
             _copy(inputs.tokenizer_dir / name, out / name)
         if has_curve:
             _copy(curve, out / "curve.png")
+        if has_learning_curve:
+            _copy(inputs.learning_curve, out / "learning_curve.png")
         write_text(out / "params.yaml", dump_params_yaml(params))
         write_json(out / "metrics.json", {"eval": eval_metrics, "adapt": adapt_results})
         write_text(out / "MODEL_CARD.md", render_model_card(
             params, eval_metrics, adapt_results, has_curve, manifest, manifest_sha, train_state, model_info,
-            clean_report, parameter_count(out / "model.safetensors"), outputs))
+            clean_report, parameter_count(out / "model.safetensors"), outputs, has_learning_curve))
         sums = sha256sums(out)
         write_text(out / SUMS, sums)
     return {line[66:]: line[:64] for line in sums.splitlines()}

@@ -4,10 +4,10 @@ Pure text building: the caller decides where it is written and which pictures ex
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from babelflow.curve import read_curve
 from babelflow.metrics import NOT_SCORED
 
 
@@ -83,15 +83,15 @@ def render_report(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def plot_learning_curve(csv_path: Path, png_path: Path) -> bool:
-    """Draw the trainer's learning_curve.csv (step, train_loss, dev_loss, dev_bleu) as a PNG.
+def plot_learning_curve(plots_dir: Path, png_path: Path) -> bool:
+    """Draw the trainer's curve files (babelflow.curve) as a PNG: loss, dev BLEU and learning rate, each
+    on its own axes, each series only at the steps where it was measured.
 
     Returns False when there is nothing to draw. The PNG carries no software/date metadata, so the
     same curve gives the same bytes.
     """
-    with open(csv_path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or "step" not in rows[0]:
+    series = read_curve(plots_dir)
+    if not any(steps for steps, _ in series.values()):
         return False
     import matplotlib
 
@@ -100,25 +100,21 @@ def plot_learning_curve(csv_path: Path, png_path: Path) -> bool:
 
     from babelflow.io import atomic_path
 
-    def series(col: str) -> tuple[list[float], list[float]]:
-        pts = [(float(r["step"]), float(r[col])) for r in rows if r.get(col) not in (None, "")]
-        return [p[0] for p in pts], [p[1] for p in pts]
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for col in ("train_loss", "dev_loss"):
-        xs, ys = series(col)
-        if xs:
-            ax.plot(xs, ys, marker=".", label=col)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (per token)")
-    xs, ys = series("dev_bleu")
-    if xs:
-        ax2 = ax.twinx()
-        ax2.plot(xs, ys, color="tab:green", marker="o", label="dev_bleu")
-        ax2.set_ylabel("dev BLEU")
-        ax2.legend(loc="upper right")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
+    panels = [("loss per token", ("train_loss", "dev_loss")), ("dev BLEU (greedy)", ("dev_bleu",)),
+              ("learning rate", ("lr",))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.2))
+    for ax, (ylabel, columns) in zip(axes, panels):
+        for col in columns:
+            steps, values = series.get(col, ([], []))
+            if steps:
+                ax.plot(steps, values, marker="." if len(steps) > 20 else "o", markersize=3, label=col)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if len(ax.lines) > 1:
+            ax.legend()
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})

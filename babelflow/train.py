@@ -4,8 +4,6 @@ exactly, validation with early stopping, learning-curve file; CPU, one GPU or DD
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import os
 import random
@@ -21,12 +19,11 @@ from torch import nn
 from babelflow.checkpoint import (average_weights, checkpoints, load_checkpoint, resumable, rng_state, run_fingerprint,
                                   save_checkpoint, set_rng_state)
 from babelflow.config import Params, TrainConfig
+from babelflow.curve import write_curve
 from babelflow.data import TokenBatcher, load_examples, read_parallel
 from babelflow.errors import InputError
-from babelflow.io import write_json, write_text
+from babelflow.io import write_json
 from babelflow.loss import token_cross_entropy
-
-CURVE_COLUMNS = ["step", "train_loss", "lr", "dev_loss", "dev_bleu"]
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -61,15 +58,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _write_curve(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CURVE_COLUMNS})
-    write_text(path, buf.getvalue())
 
 
 @torch.no_grad()
@@ -241,7 +229,9 @@ def train_model(
 
     # A bar on a terminal, a plain line now and then in a log or under Prefect; other ranks print nothing.
     bar = meter(cfg.max_steps, "step", initial=step, enabled=is_main)
-    log_every = max(1, min(100, cfg.validate_every, cfg.checkpoint_every))
+    # Curve rows: 20 per warm-up and per validation interval, so the warm-up shows. Not derived from
+    # max_steps, so a longer run logs the same rows (exact resume), and logging only reads values.
+    log_every = max(1, min(cfg.validate_every, cfg.warmup_steps or cfg.validate_every) // 20)
     t_start = time.monotonic()
     t_window = t_start
     last_dev_loss = last_dev_bleu = None
@@ -317,7 +307,7 @@ def train_model(
         if row is not None:
             curve.append(row)
             if is_main:
-                _write_curve(plots_dir / "learning_curve.csv", curve)
+                write_curve(plots_dir, curve)
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stopped_early:
             own = {"rng": rng_state(), "window": torch.tensor([float(window_loss), window_tokens], dtype=torch.float64)}
             ranks = [None] * world if is_main else None
@@ -370,7 +360,7 @@ def train_model(
         "world_size": world,
     }
     if is_main:
-        _write_curve(plots_dir / "learning_curve.csv", curve)
+        write_curve(plots_dir, curve)
         if cfg.average_last > 1:
             last = checkpoints(ckpt_dir)[-cfg.average_last :]
             average_weights(last, model)

@@ -146,7 +146,6 @@ def run(params: Params, paths: Paths) -> dict:
         hyp_files[f"external.{ext.name}.hyp"] = hyps
 
     macro = macro_average(pair_metrics)
-    learning_csv = paths.plots("train") / "learning_curve.csv"
     settings = {"beam_size": ev.beam_size, "length_penalty": ev.length_penalty,
                 "max_length_ratio": ev.max_length_ratio}
     full = {**pair_metrics, "macro": macro}
@@ -158,8 +157,8 @@ def run(params: Params, paths: Paths) -> dict:
             write_text(out / name, "".join(h + "\n" for h in hyps))
         write_json(out / "metrics.json", full)
         images = [ADAPT_CURVE]
-        # The trainer writes its curve as CSV (a DVC plot); the report gets a picture of it.
-        if learning_csv.is_file() and plot_learning_curve(learning_csv, out / "learning_curve.png"):
+        # The trainer writes its curve as CSV (DVC plots); the report and the release get a picture of it.
+        if plot_learning_curve(paths.plots("train"), out / "learning_curve.png"):
             images.insert(0, ("Training curve", "learning_curve.png"))
         write_text(out / "report.md",
                    render_report(pair_metrics, macro, examples, images, external, settings))

@@ -14,6 +14,7 @@ def run(params: Params, paths: Paths) -> dict:
         adapt_dir=paths.adapt,
         manifest=paths.raw / "manifest.json",
         clean_report=paths.clean / "report.json",
+        learning_curve=paths.eval / "learning_curve.png",
     )
     files = build_release(paths.release, params.model_dump(mode="json"), inputs)
     return {"files": len(files)}

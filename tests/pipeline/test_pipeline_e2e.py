@@ -25,7 +25,8 @@ def test_repro_then_status_clean_and_noop(dvc_project):
     assert (dvc_project / "dvc.lock").read_bytes() == lock
     release = dvc_project / "data" / "release"
     names = {p.name for p in release.iterdir()}
-    assert {"model.safetensors", "spm.model", "params.yaml", "MODEL_CARD.md", "SHA256SUMS"} <= names
+    assert {"model.safetensors", "spm.model", "params.yaml", "MODEL_CARD.md", "SHA256SUMS",
+            "learning_curve.png"} <= names
 
 
 def test_prefect_flow_matches_dvc(dvc_project, tmp_path_factory, multi30k_dir):

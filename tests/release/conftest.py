@@ -46,8 +46,9 @@ def make_project(root: Path, with_adapt: bool = True):
     save_model(model, data / "train")
     write_json(data / "train" / "train_state.json",
                {"steps": 10, "tokens_seen": 1234, "device": "cpu", "wall_time_s": 1.5})
-    write_text(data / "plots" / "train" / "learning_curve.csv",
-               "step,train_loss,dev_loss,dev_bleu\n5,6.1,5.9,\n10,5.2,5.0,0.4\n")
+    write_text(data / "plots" / "train" / "learning_curve.csv", "step,train_loss,lr\n5,6.1,0.0005\n10,5.2,0.001\n")
+    write_text(data / "plots" / "train" / "dev_loss.csv", "step,dev_loss\n5,5.9\n10,5.0\n")
+    write_text(data / "plots" / "train" / "dev_bleu.csv", "step,dev_bleu\n10,0.4\n")
     for tgt, ref in (("de", DE), ("fr", FR)):
         pair = data / "clean" / f"en-{tgt}"
         write_text(pair / "test.src", "".join(s + "\n" for s in EN[:4]))

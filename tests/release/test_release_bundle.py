@@ -46,9 +46,9 @@ def test_learning_curve_png_is_deterministic(evaluated_project, tmp_path):
     from babelflow.report import plot_learning_curve
 
     root, _, _ = evaluated_project
-    csv_path = root / "data" / "plots" / "train" / "learning_curve.csv"
-    assert plot_learning_curve(csv_path, tmp_path / "a.png")
-    assert plot_learning_curve(csv_path, tmp_path / "b.png")
+    plots = root / "data" / "plots" / "train"
+    assert plot_learning_curve(plots, tmp_path / "a.png")
+    assert plot_learning_curve(plots, tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.png").read_bytes() == (root / "data" / "eval" / "learning_curve.png").read_bytes()
 
@@ -57,9 +57,12 @@ def test_release_contents_and_checksums(release_dir, evaluated_project):
     root, _, _ = evaluated_project
     names = {p.name for p in release_dir.iterdir()}
     assert names == {"model.safetensors", "model.json", "spm.model", "spm.vocab", "params.yaml",
-                     "metrics.json", "MODEL_CARD.md", "curve.png", "SHA256SUMS"}
+                     "metrics.json", "MODEL_CARD.md", "curve.png", "learning_curve.png", "SHA256SUMS"}
     for name in ("model.safetensors", "model.json"):
         assert (release_dir / name).read_bytes() == (root / "data" / "train" / name).read_bytes()
+    # The training curve travels with the model, not only the adaptation curve.
+    drawn = root / "data" / "eval" / "learning_curve.png"
+    assert (release_dir / "learning_curve.png").read_bytes() == drawn.read_bytes()
     # The standard tool agrees with our SHA256SUMS, and it covers every other file.
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=release_dir, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -70,7 +73,7 @@ def test_release_contents_and_checksums(release_dir, evaluated_project):
     card = (release_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
     for needle in ("# toy-model 1.2.3", "targets: de, fr", "| en-de | 4 |", "tok:13a",
                    "steps: 10", "tokens seen: 1234", "device: cpu", "| 100 | 100 | 1.00 ± 0.25 | 2.50 ± 0.25 | 3.00 ± 0.25 | +0.50 |", "meta-learning helps",
-                   "](curve.png)", "Intended use"):
+                   "](curve.png)", "](learning_curve.png)", "Intended use"):
         assert needle in card, needle
     assert "wall" not in card
     metrics = read_json(release_dir / "metrics.json")

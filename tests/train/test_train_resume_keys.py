@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 def _assert_same_run(got: Path, want: Path, *, checkpoint_files: bool = False) -> None:
     a, b = load_file(str(got / "out" / "model.safetensors")), load_file(str(want / "out" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    for name in ("out/train_state.json", "plots/learning_curve.csv"):
+    for name in ("out/train_state.json", "plots/learning_curve.csv", "plots/dev_loss.csv", "plots/dev_bleu.csv"):
         assert (got / name).read_text() == (want / name).read_text(), name
     if checkpoint_files:  # DVC hashes the checkpoint folder too
         mine, theirs = checkpoints(got / "ckpt"), checkpoints(want / "ckpt")
@@ -87,8 +87,9 @@ def test_averaging_keys_the_checkpoint_grid(run, make_params, tmp_path):
 
 
 def test_interrupted_between_log_rows_resumes_the_curve_exactly(run, make_params, tmp_path):
-    # Checkpoints every 3 steps, log rows every 2: the state at step 3 holds a half-filled loss window.
-    params = make_params(checkpoint_every=3, validate_every=2)
+    # Checkpoints every 3 steps, log rows every 2 (1/20 of the 40-step warm-up and validation interval):
+    # the state at step 3 holds a half-filled loss window.
+    params = make_params(checkpoint_every=3, validate_every=40, warmup_steps=40)
     run(params, tmp_path / "full")
     run(params, tmp_path / "split", stop_at=3)
     run(params, tmp_path / "split")
