@@ -193,8 +193,14 @@ def train_model(
     bad_validations = 0
     stopped_early = False
     fingerprint = _fingerprint(params, clean_dir, tokenizer, world)
+    # Rank 0 sorts the checkpoints first (it alone deletes those that are not this run's); the other
+    # ranks look once it is done, so no rank reads a folder another is deleting.
+    if distributed and not is_main:
+        dist.barrier()
     found = resumable(ckpt_dir, fingerprint, cfg.max_steps, log, resume=cfg.resume,
                       whole_history=cfg.average_last > 1)
+    if distributed and is_main:
+        dist.barrier()
     if found:
         state = load_checkpoint(found[-1], model, device)
         optim.load_state_dict(state["optimizer"])
