@@ -27,7 +27,8 @@ def headline(results: dict) -> dict:
             for init in HEADLINE_INITS:
                 if init in row:
                     bleu.setdefault(init, {}).setdefault(f"k{k}", []).append(row[init]["bleu_mean"])
-    return {init: {k: round(sum(v) / len(v), 2) for k, v in per_k.items()} for init, per_k in bleu.items()}
+    # One decimal, as sacrebleu reports BLEU and as the eval headline does.
+    return {init: {k: round(sum(v) / len(v), 1) for k, v in per_k.items()} for init, per_k in bleu.items()}
 
 
 def write_curve(paths: Paths, rows: list[dict]) -> None:

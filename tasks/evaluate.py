@@ -102,10 +102,11 @@ def macro_average(metrics: dict[str, dict]) -> dict:
 
 
 def headline(macro: dict) -> dict:
-    """What DVC compares between runs (data/metrics/eval.json): the macro averages, rounded as sacrebleu
-    reports them. Flat and short so `dvc metrics show` and `dvc exp show` stay one screen wide; every
-    pair's scores with n and signatures are in data/eval/metrics.json."""
-    return {k: None if macro[k] is None else round(macro[k], 2) for k in ("bleu", "chrfpp", "ter")}
+    """What DVC compares between runs (data/metrics/eval.json): the macro averages, rounded to one decimal
+    as sacrebleu's command line reports them (its default --width 1; two decimals made the table 121
+    columns wide at TER >= 100). Flat and short so `dvc metrics show` and `dvc exp show` stay one
+    screen wide; every pair's scores with n and signatures are in data/eval/metrics.json."""
+    return {k: None if macro[k] is None else round(macro[k], 1) for k in ("bleu", "chrfpp", "ter")}
 
 
 def run(params: Params, paths: Paths) -> dict:
