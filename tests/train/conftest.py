@@ -42,6 +42,18 @@ def clean_dir(tmp_path_factory) -> Path:
     return root
 
 
+# A real (tiny) Transformer project's params, less seed and train: the tests that need the decoder
+# interface or run the stage code (curve, DDP, resume keys) start from this.
+TINY_TRANSFORMER = {
+    "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["ga"]},
+    "collect": {"sources": [{"type": "aligned", "name": "t", "path": "x"}]},
+    "tokenizer": {"vocab_size": 400, "sample_sentences": 2000},
+    "model": {"arch": "transformer",
+              "transformer": {"d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1,
+                              "decoder_layers": 1, "max_positions": 64}},
+}
+
+
 def params_with(**train):
     base = dict(max_tokens=96, max_steps=6, lr=3e-3, warmup_steps=2, checkpoint_every=3, validate_every=3,
                 keep_checkpoints=2, dev_bleu_sentences=0, threads=1, max_len=40, device="cpu", temperature=2.0,

@@ -16,6 +16,7 @@ import torch
 
 from babelflow.config import parse_params
 from babelflow.train import lr_at, train_model
+from tests.train.conftest import TINY_TRANSFORMER
 
 torch.set_num_threads(1)
 
@@ -28,12 +29,7 @@ def _params(**train):
                 dev_bleu_sentences=4, threads=1, max_len=40, device="cpu")
     return parse_params({
         "seed": 5,
-        "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["ga"]},
-        "collect": {"sources": [{"type": "aligned", "name": "t", "path": "x"}]},
-        "tokenizer": {"vocab_size": 400, "sample_sentences": 2000},
-        "model": {"arch": "transformer",
-                  "transformer": {"d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1,
-                                  "decoder_layers": 1, "max_positions": 64}},
+        **TINY_TRANSFORMER,
         "train": {**base, **train},
     })
 

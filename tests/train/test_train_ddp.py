@@ -31,6 +31,7 @@ from babelflow.checkpoint import checkpoints
 from babelflow.config import load_params
 from babelflow.data import TokenBatcher, load_examples
 from tasks._common import Paths
+from tests.train.conftest import TINY_TRANSFORMER
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -38,12 +39,7 @@ TIMEOUT_S = 240  # a hung rank fails the test; a healthy run takes seconds
 
 TINY = {
     "seed": 11,
-    "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["ga"]},
-    "collect": {"sources": [{"type": "aligned", "name": "t", "path": "x"}]},
-    "tokenizer": {"vocab_size": 400, "sample_sentences": 2000},
-    "model": {"arch": "transformer",
-              "transformer": {"d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1,
-                              "decoder_layers": 1, "max_positions": 64}},
+    **TINY_TRANSFORMER,
     "train": {"max_tokens": 1024, "max_steps": 10, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 3,
               "validate_every": 4, "keep_checkpoints": 5, "dev_bleu_sentences": 0, "threads": 1,
               "max_len": 40, "device": "cpu", "temperature": 2.0},

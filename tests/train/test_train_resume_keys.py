@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from babelflow.checkpoint import checkpoints
+from tests.train.conftest import TINY_TRANSFORMER
 
 torch.set_num_threads(1)
 
@@ -117,12 +118,7 @@ for root in map(Path, cfg["roots"]):
 
 TINY = {
     "seed": 3,
-    "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["ga"]},
-    "collect": {"sources": [{"type": "aligned", "name": "t", "path": "x"}]},
-    "tokenizer": {"vocab_size": 400, "sample_sentences": 2000},
-    "model": {"arch": "transformer",
-              "transformer": {"d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1,
-                              "decoder_layers": 1, "max_positions": 64}},
+    **TINY_TRANSFORMER,
     "train": {"max_tokens": 96, "max_steps": 3, "warmup_steps": 1, "checkpoint_every": 3, "validate_every": 3,
               "dev_bleu_sentences": 0, "threads": 1, "device": "cpu", "max_len": 40, "label_smoothing": 0.1},
     "meta": {"init": "scratch", "algorithm": "fomaml", "meta_steps": 2, "tasks_per_step": 2, "inner_steps": 1,
