@@ -172,25 +172,6 @@ def release_source_limit(release: Path) -> int:
         raise InputError(path, f"cannot read the model's config: {exc}") from None
 
 
-def resolve_device(name: str | None) -> str:
-    """--device checked: cpu, cuda or cuda:N where this machine has that GPU (default: cuda when available)."""
-    import torch
-
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", name)
-    if not m:
-        raise BabelflowError(f"--device {name}: unknown device; use cpu, cuda or cuda:N")
-    if name != "cpu":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise BabelflowError(f"--device {name}: no CUDA device is available here (torch {torch.__version__}); "
-                                 "use --device cpu")
-        if int(m.group(1) or 0) >= count:
-            raise BabelflowError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    return name
-
-
 def check_decoding_options(args: argparse.Namespace, beam: int) -> None:
     if beam < 1:
         raise BabelflowError("--beam must be at least 1")
@@ -202,7 +183,7 @@ def check_decoding_options(args: argparse.Namespace, beam: int) -> None:
     if args.no_repeat_ngram_size < 0:
         raise BabelflowError("--no-repeat-ngram-size must be 0 (off) or more")
     if args.threads < 0:
-        raise BabelflowError("--threads must be 0 (torch's default) or more")
+        raise BabelflowError("--threads must be 0 (all cores) or more")
     if args.quantization and not args.ctranslate2:
         raise BabelflowError("--quantization applies to a CTranslate2 export: give --ctranslate2 DIR too")
 
@@ -224,16 +205,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
     defaults = release_defaults(release)
     beam = args.beam if args.beam is not None else int(defaults.get("beam_size", 4))
     check_decoding_options(args, beam)
-    device = resolve_device(args.device)
+    from babelflow.runtime import configure, pick_device
 
-    import torch
+    device = pick_device(args.device, where="--device")
+    configure(device, args.threads)
 
     from babelflow.decode import Hypothesis, decoding_workers, translate_ids, translate_nbest
     from babelflow.progress import meter
     from babelflow.tokenizer import Tokenizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     tokenizer = Tokenizer(release / "spm.model")
     tokenizer.tag_id(args.to)
     length_penalty = float(defaults.get("length_penalty", 1.0))
@@ -261,7 +241,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         with decoding_workers(device) as workers:
             workers = 1 if interactive else workers
             if args.ctranslate2:
-                decoder = ctranslate2_decoder(Path(args.ctranslate2), release, tokenizer, device, workers,
+                decoder = ctranslate2_decoder(Path(args.ctranslate2), release, tokenizer, str(device), workers,
                                               args.quantization or "default")
 
                 def decode_ids(rows):
@@ -507,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chunk", type=int, default=64, help="sentences per batch (default 64)")
     t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--threads", type=int, default=0, help="CPU cores to decode on, one batch each "
-                   "(0 = torch's default thread count)")
+                   "(0 = all cores)")
     t.add_argument("--ctranslate2", metavar="DIR", default=None,
                    help="decode with this CTranslate2 export of the release's model (babelflow export) "
                         "instead of PyTorch; needs the ctranslate2 package")

@@ -75,3 +75,27 @@ def meter(total: int | None, unit: str, desc: str | None = None, initial: int = 
 
         return tqdm(total=total, initial=initial, unit=unit, desc=desc, file=file, dynamic_ncols=True)
     return PlainProgress(total, unit, desc, initial, file)
+
+
+class _CallableLog:
+    """Lets a plain `print`-like callable stand in for a logger."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def _emit(self, msg: str, *args) -> None:
+        self.fn(msg % args if args else msg)
+
+    info = warning = debug = error = _emit
+
+
+def as_logger(log, default: str = "babelflow"):
+    """A logger from what a caller passed: a Logger as is, a callable such as `print` wrapped, None the
+    `default` logger."""
+    import logging
+
+    if log is None:
+        return logging.getLogger(default)
+    if isinstance(log, logging.Logger) or not callable(log):
+        return log
+    return _CallableLog(log)

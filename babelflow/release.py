@@ -208,7 +208,7 @@ def _metrics_section(params: dict, eval_metrics: Any) -> list[str]:
 
 
 def _adapt_section(results: Any, has_curve: bool, meta_enabled: bool = True) -> list[str]:
-    """Tables from the adapt stage's results.json (babelflow.meta.adapt): per held-out language,
+    """Tables from the adapt stage's results.json (babelflow.adapt): per held-out language,
     mean test BLEU (± std over seeds) of each init after fine-tuning on K pairs."""
     lines = ["## Adaptation to held-out languages", ""]
     if results is None:

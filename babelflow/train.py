@@ -1,103 +1,76 @@
-"""The trainer: token batches, AdamW with warm-up, gradient accumulation, checkpoints that resume
-exactly, validation with early stopping, learning-curve file; CPU, one GPU or DDP under torchrun.
+"""Stage logic of train: the multilingual model over `languages.targets` of the clean data, trained by
+the shared `Trainer` with a seq2seq update (token batches, AdamW with warm-up, gradient accumulation,
+DDP under torchrun), validated on dev, and saved as its last weights, an average of the last
+checkpoints, or the candidate that scores best on dev.
 """
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import random
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from babelflow.checkpoint import (average_weights, checkpoints, load_checkpoint, resumable, rng_state, run_fingerprint,
-                                  save_checkpoint, set_rng_state)
-from babelflow.config import Params, TrainConfig
+from babelflow.checkpoint import average_weights, checkpoints, run_fingerprint
 from babelflow.curve import write_curve
+from babelflow.config import Params, TrainConfig
 from babelflow.data import TokenBatcher, load_examples, read_parallel
 from babelflow.errors import InputError
 from babelflow.io import write_json
 from babelflow.loss import token_cross_entropy
+from babelflow.runtime import Runtime, seed_all, start
+from babelflow.trainer import Checkpointing, Stepped, Trainer, Validation, lr_at
+from babelflow.validation import dev_bleu, dev_loss
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate for the update numbered `step` (1-based): linear warm-up, then the schedule."""
-    warm = cfg.warmup_steps
-    if warm and step <= warm:
-        return cfg.lr * step / warm
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "inverse_sqrt":
-        return cfg.lr * math.sqrt(max(warm, 1) / step)
-    progress = (step - warm) / max(1, cfg.max_steps - warm)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+class Seq2SeqUpdate:
+    """One optimizer update of a seq2seq model from `accumulate` token batches of this rank. Losses
+    are summed over tokens and divided by the update's tokens on all ranks, so an update is the same
+    whether its batches ran on one rank in turn or on several at once."""
 
+    def __init__(self, model: nn.Module, rt: Runtime, batcher: TokenBatcher, cfg: TrainConfig):
+        self.model, self.rt, self.batcher, self.cfg = model, rt, batcher, cfg
+        self.optim = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+            **({"fused": True} if rt.device.type == "cuda" else {"foreach": False}))
+        self.wrapped: nn.Module | None = None
+        self.batches = None
 
-def _setup_device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        if not torch.cuda.is_available():
-            raise InputError("params.yaml", "train.device is cuda but no CUDA device is available")
-        torch.cuda.set_device(local_rank)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        return torch.device("cuda", local_rank)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    # CPU promises bit-for-bit reproducibility: same params, same weights hash.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.device("cpu")
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.cfg)
 
+    def __call__(self, step: int) -> Stepped:
+        if self.wrapped is None:  # after a resume loaded the weights and the data position
+            self.wrapped = self.rt.wrap(self.model, self.cfg.compile)
+            self.batches = iter(self.batcher)
+        micro = [next(self.batches) for _ in range(self.cfg.accumulate)]
+        ntok = sum(b.ntokens for b in micro)
+        (ntok_global,) = self.rt.sum(ntok)
+        loss_sum = 0.0
+        for i, batch in enumerate(micro):
+            batch = batch.to(self.rt.device, non_blocking=True)
+            with self.rt.no_sync(self.wrapped, sync=i == len(micro) - 1):
+                with self.rt.autocast():
+                    logits = self.wrapped(batch.src, batch.tgt_in)
+                loss = token_cross_entropy(logits, batch.tgt_out, self.cfg.label_smoothing)
+                # DDP averages gradients over ranks; scaling by world turns that into a global sum.
+                (loss * (self.rt.world / ntok_global)).backward()
+            loss_sum = loss_sum + loss.detach()  # a tensor: float() would stall a GPU every micro-batch
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        for group in self.optim.param_groups:
+            group["lr"] = self.lr(step)
+        self.optim.step()
+        self.optim.zero_grad(set_to_none=True)
+        return Stepped(loss_sum, ntok, ntok_global)
 
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optim.state_dict(), "batcher": self.batcher.state_dict()}
 
-
-@torch.no_grad()
-def dev_loss(model: nn.Module, batcher: TokenBatcher, device, autocast) -> float:
-    """Per-token NLL (no label smoothing) over the whole dev set."""
-    was_training = model.training
-    model.eval()
-    total = tokens = 0.0
-    batcher.load_state_dict({"epoch": 0, "index": 0})
-    for batch in batcher:
-        batch = batch.to(device)
-        with autocast():
-            logits = model(batch.src, batch.tgt_in)
-        total += float(token_cross_entropy(logits, batch.tgt_out, 0.0))
-        tokens += batch.ntokens
-    model.train(was_training)
-    return total / max(tokens, 1)
-
-
-def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, str]]], n: int) -> float | None:
-    """Mean greedy BLEU over the target languages on the first sentences of each dev split."""
-    try:
-        import sacrebleu
-
-        from babelflow.decode import decoding_workers, translate
-    except ImportError:
-        return None
-    if n <= 0 or not dev_text:
-        return None
-    per_lang = max(1, n // len(dev_text))
-    scores = []
-    # translate() switches to eval mode and back itself.
-    with decoding_workers(next(model.parameters()).device) as workers:
-        for lang, pairs in sorted(dev_text.items()):
-            pairs = pairs[:per_lang]
-            if not pairs:
-                continue
-            hyps = translate(model, tokenizer, [s for s, _ in pairs], lang, beam_size=1, workers=workers)
-            scores.append(sacrebleu.corpus_bleu(hyps, [[t for _, t in pairs]]).score)
-    return sum(scores) / len(scores) if scores else None
+    def load_state_dict(self, state: dict) -> None:
+        self.optim.load_state_dict(state["optimizer"])
+        self.batcher.load_state_dict(state["batcher"])
 
 
 # Knobs that change how a run is operated, not what it computes: a checkpoint made under other values
@@ -148,24 +121,16 @@ def train_model(
     `stop_at` ends the run after that step as an interruption would (nothing final is written),
     which is how the exact-resume test stops a run.
     """
+
     cfg = params.train
     out_dir, ckpt_dir, plots_dir = Path(out_dir), Path(ckpt_dir), Path(plots_dir)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _setup_device(cfg, local_rank)
-    distributed = world > 1
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
-
+    rt = start(cfg.device, cfg.threads, bf16=cfg.bf16, bf16_cpu=cfg.bf16_cpu, distributed=True)
     langs = params.languages
     pairs = {lang: langs.pair(lang) for lang in langs.targets}
     train_ex = {lang: load_examples(clean_dir, pair, "train", tokenizer, cfg.max_len) for lang, pair in pairs.items()}
     if not any(train_ex.values()):
         raise InputError(clean_dir, "no training pairs within train.max_len for " + ", ".join(pairs.values()))
-    dev_ex = {}
-    dev_text = {}
+    dev_ex, dev_text = {}, {}
     for lang, pair in pairs.items():
         folder = Path(clean_dir) / pair
         if (folder / "dev.src").is_file():
@@ -173,209 +138,59 @@ def train_model(
             dev_text[lang] = read_parallel(folder / "dev.src", folder / "dev.tgt")
     dev_all = [e for lang in sorted(dev_ex) for e in dev_ex[lang]]
 
-    _seed_all(params.seed)
-    model = (build or _default_build)(params, tokenizer.vocab_size).to(device)
-    save = save or _default_save
-    use_cuda = device.type == "cuda"
-    optim = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-        **({"fused": True} if use_cuda else {"foreach": False}),
-    )
+    seed_all(params.seed)
+    model = (build or _default_build)(params, tokenizer.vocab_size).to(rt.device)
     batcher = TokenBatcher(train_ex, cfg.max_tokens, shuffle=True, seed=params.seed, temperature=cfg.temperature,
-                           infinite=True, rank=rank, world_size=world)
-    dev_batcher = TokenBatcher(dev_all, cfg.max_tokens, shuffle=False, seed=0) if dev_all else None
+                           infinite=True, rank=rt.rank, world_size=rt.world)
+    validation = None
+    if dev_all:
+        dev_batcher = TokenBatcher(dev_all, cfg.max_tokens, shuffle=False, seed=0)
 
-    step = 0
-    tokens_seen = 0
-    window_loss = window_tokens = 0.0  # the train loss since the last curve row
-    curve: list[dict] = []
-    best: float | None = None
-    bad_validations = 0
-    stopped_early = False
-    fingerprint = _fingerprint(params, clean_dir, tokenizer, world)
-    # Rank 0 sorts the checkpoints first (it alone deletes those that are not this run's); the other
-    # ranks look once it is done, so no rank reads a folder another is deleting.
-    if distributed and not is_main:
-        dist.barrier()
-    found = resumable(ckpt_dir, fingerprint, cfg.max_steps, log, resume=cfg.resume,
-                      whole_history=cfg.average_last > 1)
-    if distributed and is_main:
-        dist.barrier()
-    if found:
-        state = load_checkpoint(found[-1], model, device)
-        optim.load_state_dict(state["optimizer"])
-        batcher.load_state_dict(state["batcher"])
-        # Each rank draws its own dropout masks and sums its own loss: it resumes its own state.
-        own = state if rank == 0 else state["ranks"][rank - 1]
-        set_rng_state(own["rng"])
-        step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
-        curve = [dict(r) for r in state["curve"]]
-        best = state["best"]
-        bad_validations = int(state["bad_validations"])
-        # A run that already stopped early stays stopped; resuming must not train past that point.
-        stopped_early = bool(state.get("stopped_early", False))
-        window_loss, window_tokens = (float(v) for v in own["window"])
-        if is_main:
-            log(f"resumed from {found[-1]} at step {step}")
+        def measure() -> tuple[dict, float]:
+            loss = round(dev_loss(model, dev_batcher, rt.autocast), 5)
+            bleu = dev_bleu(model, tokenizer, dev_text, cfg.dev_bleu_sentences)
+            fields = {"dev_loss": loss, "dev_bleu": None if bleu is None else round(bleu, 3)}
+            return fields, loss if cfg.early_stopping_metric == "dev_loss" else -(bleu or 0.0)
 
-    train_model_ = model
-    if cfg.compile:  # on CPU too (inductor needs a C++ compiler there)
-        train_model_ = torch.compile(model)
-    if distributed:
-        train_model_ = nn.parallel.DistributedDataParallel(
-            train_model_, device_ids=[local_rank] if use_cuda else None
-        )
-    # bf16 on CPU only when asked: the default CPU run stays fp32, bit for bit.
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if (cfg.bf16 if use_cuda else cfg.bf16_cpu) else contextlib.nullcontext
-    )
-
-    from babelflow.progress import meter
-
-    # A bar on a terminal, a plain line now and then in a log or under Prefect; other ranks print nothing.
-    bar = meter(cfg.max_steps, "step", initial=step, enabled=is_main)
-    # Curve rows: 20 per warm-up and per validation interval, so the warm-up shows. Not derived from
-    # max_steps, so a longer run logs the same rows (exact resume), and logging only reads values.
-    log_every = max(1, min(cfg.validate_every, cfg.warmup_steps or cfg.validate_every) // 20)
+        validation = Validation(measure, cfg.validate_every, cfg.early_stopping_patience)
+    trainer = Trainer(
+        Seq2SeqUpdate(model, rt, batcher, cfg), rt, cfg.max_steps,
+        # Curve rows: 20 per warm-up and per validation interval, so the warm-up shows. Not derived
+        # from max_steps, so a longer run logs the same rows (exact resume).
+        log_every=max(1, min(cfg.validate_every, cfg.warmup_steps or cfg.validate_every) // 20),
+        validation=validation,
+        checkpointing=Checkpointing(ckpt_dir, cfg.checkpoint_every, cfg.keep_checkpoints,
+                                    _fingerprint(params, clean_dir, tokenizer, rt.world), cfg.resume,
+                                    whole_history=cfg.average_last > 1),
+        plots_dir=plots_dir, log=log)
     t_start = time.monotonic()
-    t_window = t_start
-    last_dev_loss = last_dev_bleu = None
-    tokens_at_start = tokens_seen
-    it = iter(batcher)
-    model.train()
-    while step < cfg.max_steps and not stopped_early:
-        micro = [next(it) for _ in range(cfg.accumulate)]
-        ntok = sum(b.ntokens for b in micro)
-        if distributed:
-            t = torch.tensor([ntok], dtype=torch.float64, device=device)
-            dist.all_reduce(t)
-            ntok_global = float(t.item())
-        else:
-            ntok_global = float(ntok)
-        step_loss = 0.0
-        for i, batch in enumerate(micro):
-            batch = batch.to(device, non_blocking=True)
-            sync = (not distributed) or i == len(micro) - 1
-            ctx = contextlib.nullcontext() if sync else train_model_.no_sync()
-            with ctx:
-                with autocast():
-                    logits = train_model_(batch.src, batch.tgt_in)
-                loss = token_cross_entropy(logits, batch.tgt_out, cfg.label_smoothing)
-                # DDP averages gradients over ranks; scaling by world turns that into a global sum.
-                (loss * (world / ntok_global)).backward()
-            # Kept as a tensor: a float() here would stall the GPU on every micro-batch.
-            step_loss = step_loss + loss.detach()
-        if cfg.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-        step += 1
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        optim.step()
-        optim.zero_grad(set_to_none=True)
-        tokens_seen += int(ntok_global)
-        window_loss += step_loss
-        window_tokens += ntok
-        bar.update(1)
+    st = trainer.fit(stop_at=stop_at)
+    if stop_at is not None and st.step >= stop_at and not st.stopped_early:
+        return {"steps": st.step, "interrupted": True}
 
-        row = None
-        if step % log_every == 0 or step == cfg.max_steps:
-            if distributed:  # the loss of the step's global batches, not of this rank's share
-                t = torch.tensor([float(window_loss), window_tokens], dtype=torch.float64, device=device)
-                dist.all_reduce(t)
-                window_loss, window_tokens = float(t[0]), float(t[1])
-            now = time.monotonic()
-            row = {"step": step, "train_loss": round(float(window_loss) / max(window_tokens, 1), 5),
-                   "lr": float(f"{lr_at(step, cfg):.6g}")}
-            bar.set_postfix(**{"loss": f"{row['train_loss']:.3f}", "lr": f"{lr_at(step, cfg):.2e}",
-                               "tok/s": f"{window_tokens / max(now - t_window, 1e-9):.0f}"})
-            window_loss = window_tokens = 0.0
-            t_window = now
-        if dev_batcher is not None and (step % cfg.validate_every == 0 or step == cfg.max_steps):
-            row = row or {"step": step}
-            if is_main:
-                last_dev_loss = round(dev_loss(model, dev_batcher, device, autocast), 5)
-                last_dev_bleu = dev_bleu(model, tokenizer, dev_text, cfg.dev_bleu_sentences)
-                row["dev_loss"] = last_dev_loss
-                row["dev_bleu"] = None if last_dev_bleu is None else round(last_dev_bleu, 3)
-                log(f"step {step}: dev_loss {last_dev_loss} dev_bleu {row['dev_bleu']}")
-                metric = last_dev_loss if cfg.early_stopping_metric == "dev_loss" else -(last_dev_bleu or 0.0)
-                if best is None or metric < best:
-                    best, bad_validations = metric, 0
-                else:
-                    bad_validations += 1
-            if distributed:
-                flag = torch.tensor([bad_validations], device=device)
-                dist.broadcast(flag, 0)
-                bad_validations = int(flag.item())
-            if cfg.early_stopping_patience and bad_validations >= cfg.early_stopping_patience:
-                stopped_early = True
-        if row is not None:
-            curve.append(row)
-            if is_main:
-                write_curve(plots_dir, curve)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stopped_early:
-            own = {"rng": rng_state(), "window": torch.tensor([float(window_loss), window_tokens], dtype=torch.float64)}
-            ranks = [None] * world if is_main else None
-            if distributed:
-                dist.gather_object(own, ranks, dst=0)
-            if is_main:
-                save_checkpoint(ckpt_dir, step, model, {
-                    "step": step,
-                    "tokens_seen": tokens_seen,
-                    "optimizer": optim.state_dict(),
-                    "batcher": batcher.state_dict(),
-                    "rng": own["rng"],
-                    "curve": curve,
-                    "best": best,
-                    "bad_validations": bad_validations,
-                    "stopped_early": stopped_early,
-                    "window": own["window"],
-                    **({"ranks": ranks[1:]} if distributed else {}),
-                    "fingerprint": fingerprint,
-                    # Ending here added a log row, validation or checkpoint that a longer run does not
-                    # make at this step: this state serves only a run of this length (see resumable).
-                    "run_end": step == cfg.max_steps and not (
-                        step % log_every == 0 and step % cfg.checkpoint_every == 0
-                        and (dev_batcher is None or step % cfg.validate_every == 0)),
-                }, cfg.keep_checkpoints)
-            if distributed:
-                dist.barrier()
-        if stopped_early:
-            log(f"early stopping at step {step}: {cfg.early_stopping_patience} validations without improvement")
-            break
-        if stop_at is not None and step >= stop_at:
-            bar.close()
-            return {"steps": step, "interrupted": True}
-    bar.close()
-
-    if last_dev_loss is None:  # resumed after the last validation: report the recorded one
-        last_dev = next((r for r in reversed(curve) if r.get("dev_loss") is not None), {})
-        last_dev_loss, last_dev_bleu = last_dev.get("dev_loss"), last_dev.get("dev_bleu")
+    last_dev = next((r for r in reversed(st.curve) if r.get("dev_loss") is not None), {})
     # Everything below lands in hashed outputs (data/train, DVC lock): no clock readings in it, so
     # identical runs give identical bytes. Timings go only into the returned metrics.
     metrics = {
-        "steps": step,
-        "tokens_seen": tokens_seen,
+        "steps": st.step,
+        "tokens_seen": st.tokens_seen,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "train_loss": next((r["train_loss"] for r in reversed(curve) if "train_loss" in r), None),
-        "dev_loss": last_dev_loss,
-        "dev_bleu": None if last_dev_bleu is None else round(last_dev_bleu, 3),
-        "stopped_early": stopped_early,
-        "device": str(device),
-        "world_size": world,
+        "train_loss": trainer.last("train_loss"),
+        "dev_loss": last_dev.get("dev_loss"),
+        "dev_bleu": last_dev.get("dev_bleu"),
+        "stopped_early": st.stopped_early,
+        "device": str(rt.device),
+        "world_size": rt.world,
     }
-    if is_main:
-        write_curve(plots_dir, curve)
+    if rt.is_main:
+        write_curve(plots_dir, st.curve)
         if cfg.average_last > 1:
-            last = checkpoints(ckpt_dir)[-cfg.average_last :]
+            last = checkpoints(ckpt_dir)[-cfg.average_last:]
             average_weights(last, model)
             metrics["averaged_checkpoints"] = len(last)
-        save(model, out_dir)
+        (save or _default_save)(model, out_dir)
         write_json(out_dir / "train_state.json", metrics)
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+    rt.close()
     wall = time.monotonic() - t_start
-    trained = tokens_seen - tokens_at_start
+    trained = st.tokens_seen - trainer.tokens_at_resume
     return {**metrics, "wall_time_s": round(wall, 2), "tokens_per_s": round(trained / max(wall, 1e-9), 1)}

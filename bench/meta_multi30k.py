@@ -328,11 +328,11 @@ def main() -> None:
     import torch
 
     from babelflow.io import write_json, write_text
-    from babelflow.meta.adapt import adapt_experiment
+    from babelflow.adapt import adapt_experiment
     from babelflow.meta.train import meta_train
     from babelflow.models import load_model
     from babelflow.tokenizer import reuse_or_train_tokenizer
-    from babelflow.train import dev_bleu as greedy_dev_bleu
+    from babelflow.validation import dev_bleu as greedy_dev_bleu
     from babelflow.train import train_model
     from babelflow.data import read_parallel
 

@@ -77,15 +77,16 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
     """The cs dev score (`adapt.select_metric`, as it reads: BLEU or loss) of the weights the adaptation
     keeps and of its last step, per K over the seeds; plus the init's own de/fr dev BLEU."""
     from babelflow.data import load_examples, read_parallel
-    from babelflow.meta.adapt import dev_reading, dev_scorer, finetune_init
-    from babelflow.meta.train import resolve_device
+    from babelflow.adapt import dev_reading, dev_scorer, finetune_init
+    from babelflow.runtime import start
     from babelflow.models import load_model
-    from babelflow.train import dev_bleu
+    from babelflow.validation import dev_bleu
 
-    device = resolve_device(params.train.device, params.train.threads)
+    rt = start(params.train.device, params.train.threads, bf16=params.train.bf16, bf16_cpu=params.train.bf16_cpu)
+    device = rt.device
     pair = params.languages.pair("cs")
     pool = load_examples(clean, pair, "train", tokenizer, params.train.max_len)
-    ranked = dev_scorer(params, pair, "cs", clean, tokenizer, device)
+    ranked = dev_scorer(params, pair, "cs", clean, tokenizer, rt)
     metric = params.adapt.select_metric
     out: dict = {"metric": metric, "init_dev_bleu": {}, "k": {}}
     if init_dir is not None:
@@ -97,7 +98,7 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
     for k in ks:
         kept, last, steps = [], [], []
         for seed in params.adapt.seeds:
-            model, tuned = finetune_init(params, init_dir, tokenizer, pool, k, seed, device, ranked)
+            model, tuned = finetune_init(params, init_dir, tokenizer, pool, k, seed, rt, ranked)
             last.append(round(dev_reading(metric, ranked(model)), 4))  # the scorers decode without grad
             kept.append(round(dev_reading(metric, tuned.best_score), 4))
             steps.append(tuned.best_step)

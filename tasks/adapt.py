@@ -32,7 +32,7 @@ def headline(results: dict) -> dict:
 
 
 def write_curve(paths: Paths, rows: list[dict]) -> None:
-    from babelflow.meta.adapt import INITS
+    from babelflow.adapt import INITS
 
     with atomic_open(paths.plots("adapt") / "curve.csv") as fh:
         writer = csv.DictWriter(fh, fieldnames=["k", *INITS], lineterminator="\n")
@@ -54,7 +54,7 @@ def _disabled(paths: Paths) -> dict:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    from babelflow.meta.adapt import adapt_experiment, curve_rows, plot_curve
+    from babelflow.adapt import adapt_experiment, curve_rows, plot_curve
     from babelflow.tokenizer import Tokenizer
 
     if not params.adapt.enabled:

@@ -69,16 +69,9 @@ def load_sacrebleu_set(name: str, langpair: str, limit: int) -> tuple[list[str],
 
 def _translate(model, tokenizer, sentences: list[str], tgt: str, params: Params, source: str) -> list[str]:
     """`sentences` are the lines of `source`: a line cut to the model's length is logged as source:line."""
-    from babelflow.decode import decoding_workers, translate
+    from babelflow.validation import Decoding, translate_all
 
-    ev = params.evaluate
-    with decoding_workers(next(model.parameters()).device) as workers:
-        hyps = translate(
-            model, tokenizer, sentences, tgt,
-            beam_size=ev.beam_size, length_penalty=ev.length_penalty,
-            max_length_ratio=ev.max_length_ratio, batch_sentences=ev.batch_sentences, workers=workers,
-            source=source,
-        )
+    hyps = translate_all(model, tokenizer, sentences, tgt, Decoding.of(params.evaluate), source)
     if len(hyps) != len(sentences):
         raise BabelflowError(f"decoder returned {len(hyps)} translations for {len(sentences)} inputs")
     return [single_line(h) for h in hyps]
@@ -110,13 +103,12 @@ def headline(macro: dict) -> dict:
 
 
 def run(params: Params, paths: Paths) -> dict:
-    import torch
-
     from babelflow.models import load_model
+    from babelflow.runtime import start
     from babelflow.tokenizer import Tokenizer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(paths.train, device=device)
+    rt = start(params.train.device, params.train.threads)  # decoding runs in fp32
+    model = load_model(paths.train, device=rt.device)
     model.eval()
     tokenizer = Tokenizer(paths.tokenizer / "spm.model")
     ev = params.evaluate

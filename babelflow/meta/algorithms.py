@@ -16,7 +16,6 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 LossFn = Callable[[nn.Module, dict[str, Tensor], Any], Tensor]
 Algorithm = Literal["fomaml", "reptile", "maml"]
@@ -25,13 +24,6 @@ Algorithm = Literal["fomaml", "reptile", "maml"]
 def meta_parameters(model: nn.Module) -> dict[str, Tensor]:
     """The trainable parameters by name (tied weights appear once, as `named_parameters` gives them)."""
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
-def autocast_for(device: torch.device | str, bf16: bool) -> contextlib.AbstractContextManager:
-    # CPU stays fp32: bf16 on CPU is slow and would break bit-for-bit reproducibility.
-    if bf16 and torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def inner_loop(
@@ -109,8 +101,7 @@ class MetaLearner:
         outer_lr: float = 1e-3,
         outer_optimizer: Literal["adam", "sgd"] = "adam",
         clip_norm: float = 0.0,
-        device: torch.device | str = "cpu",
-        bf16: bool = False,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ):
         if algorithm not in ("fomaml", "reptile", "maml"):
             raise ValueError(f"unknown meta-learning algorithm {algorithm!r}")
@@ -122,15 +113,11 @@ class MetaLearner:
         self.inner_optimizer = inner_optimizer
         self.outer_lr = outer_lr
         self.clip_norm = clip_norm
-        self.device = torch.device(device)
-        self.bf16 = bf16
+        self._autocast = autocast  # the runtime's precision (babelflow.runtime)
         self.outer_opt: torch.optim.Optimizer | None = None
         if algorithm != "reptile":
             opt_cls = torch.optim.Adam if outer_optimizer == "adam" else torch.optim.SGD
             self.outer_opt = opt_cls(list(meta_parameters(model).values()), lr=outer_lr)
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return autocast_for(self.device, self.bf16)
 
     def adapt(self, support: Any, create_graph: bool = False) -> tuple[dict[str, Tensor], list[float]]:
         return inner_loop(

@@ -7,45 +7,23 @@ examples per pair, the train-stage init (or a random one) and the saved model.
 from __future__ import annotations
 
 import logging
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from babelflow.checkpoint import (load_checkpoint, resumable, rng_state, run_fingerprint, save_checkpoint,
-                                  set_rng_state)
+from babelflow.checkpoint import run_fingerprint
 from babelflow.config import Params
 from babelflow.errors import InputError
 from babelflow.io import sha256_file
 from babelflow.meta.algorithms import MetaLearner
+from babelflow.progress import as_logger
+from babelflow.runtime import Runtime, start
+from babelflow.trainer import Checkpointing, Stepped, Trainer
 
 _log = logging.getLogger("babelflow.meta")
-
-
-class _CallableLog:
-    """Lets a plain `print`-like callable stand in for a logger (the trainer's convention)."""
-
-    def __init__(self, fn: Callable[[str], None]):
-        self.fn = fn
-
-    def _emit(self, msg: str, *args: Any) -> None:
-        self.fn(msg % args if args else msg)
-
-    info = warning = debug = error = _emit
-
-
-def as_logger(log: Any) -> Any:
-    if log is None:
-        return _log
-    if isinstance(log, logging.Logger) or not callable(log):
-        return log
-    return _CallableLog(log)
 
 
 def seq2seq_loss(label_smoothing: float = 0.0) -> Callable[[nn.Module, dict[str, Tensor], Any], Tensor]:
@@ -59,21 +37,30 @@ def seq2seq_loss(label_smoothing: float = 0.0) -> Callable[[nn.Module, dict[str,
     return loss_fn
 
 
-def resolve_device(device: str, threads: int = 0) -> torch.device:
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise InputError("params.yaml", "train.device is cuda but no CUDA device is available")
-        return torch.device("cuda")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    # CPU runs promise bit-for-bit reproducibility, like the trainer.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.device("cpu")
+class MetaUpdate:
+    """One outer step of `learner` on the tasks of the step, as the shared Trainer's update: its
+    "loss" is the tasks' mean query loss (one unit a step)."""
 
+    def __init__(self, learner: MetaLearner, tasks_at: Callable[[int], Sequence[tuple[Any, Any]]], steps: int,
+                 log, log_every: int):
+        self.learner, self.model, self.tasks_at = learner, learner.model, tasks_at
+        self.steps, self.log, self.log_every = steps, log, log_every
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    def __call__(self, step: int) -> Stepped:
+        m = self.learner.step(self.tasks_at(step))
+        if step % self.log_every == 0 or step == self.steps:
+            self.log.info("meta step %d/%d: inner loss %.4f -> %.4f, query loss %.4f", step, self.steps,
+                          m["inner_loss_first"], m["inner_loss_last"], m["query_loss"])
+        return Stepped(m["query_loss"], 1, 1)
+
+    def lr(self, step: int) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
 
 
 def meta_loop(
@@ -88,50 +75,26 @@ def meta_loop(
     log: logging.Logger | None = None,
     log_every: int = 10,
     fingerprint: str = "",
+    rt: Runtime | None = None,
 ) -> dict:
     """Run meta-steps 1..`steps`; `tasks_at(step)` must be a pure function of the step.
 
-    Resuming restores the weights, the outer optimizer and the RNG states (dropout), so the
-    continued run is identical to an uninterrupted one. Checkpoints written under another
-    `fingerprint` (other code, data or params), or not on the way to step `steps`, are deleted
-    instead of resumed: they belong to a different run (see `resumable`).
+    The loop is the shared Trainer's: resuming restores the weights, the outer optimizer and the RNG
+    states (dropout), so the continued run is identical to an uninterrupted one. Checkpoints written
+    under another `fingerprint` (other code, data or params), or not on the way to step `steps`, are
+    deleted instead of resumed: they belong to a different run (see `resumable`).
     """
-    log = as_logger(log)
-    start, history = 0, []
-    if ckpt_dir is not None:
-        found = resumable(ckpt_dir, fingerprint, steps, log=lambda m: log.warning("meta: %s", m), resume=resume)
-        if found:
-            device = next(model.parameters()).device
-            state = load_checkpoint(found[-1], model, device)
-            learner.load_state_dict(state["learner"])
-            set_rng_state(state["rng"])
-            start = int(state["step"])
-            history = [{"step": int(s), "query_loss": q} for s, q in state["history"].tolist()]
-            log.info("meta: resumed from %s (step %d)", found[-1], start)
-    model.train()
+    log = as_logger(log, "babelflow.meta")
+    rt = rt or Runtime(next(model.parameters()).device)
+    ckpt = None if ckpt_dir is None else Checkpointing(Path(ckpt_dir), checkpoint_every, keep, fingerprint, resume)
+    # A curve row every step: the query loss of each meta-step is the history the stage reports.
+    trainer = Trainer(MetaUpdate(learner, tasks_at, steps, log, log_every), rt, steps, log_every=1,
+                      checkpointing=ckpt, log=lambda m: log.info("meta: %s", m), label="meta step",
+                      loss_name="query_loss")
     t0 = time.monotonic()
-    for step in range(start + 1, steps + 1):
-        tasks = tasks_at(step)
-        m = learner.step(tasks)
-        history.append({"step": step, "query_loss": m["query_loss"]})
-        if step % log_every == 0 or step == steps:
-            log.info("meta step %d/%d: inner loss %.4f -> %.4f, query loss %.4f", step, steps,
-                     m["inner_loss_first"], m["inner_loss_last"], m["query_loss"])
-        if ckpt_dir is not None and (step % checkpoint_every == 0 or step == steps):
-            state = {
-                "step": step,
-                "fingerprint": fingerprint,
-                "learner": learner.state_dict(),
-                "rng": rng_state(),
-                # A tensor (not a list of dicts) keeps the state loadable with weights_only=True.
-                "history": torch.tensor([[h["step"], h["query_loss"]] for h in history], dtype=torch.float64),
-                # A checkpoint off the grid, made only because the run ends here: a longer run has
-                # none at this step (see resumable).
-                "run_end": step == steps and step % checkpoint_every != 0,
-            }
-            save_checkpoint(ckpt_dir, step, model, state, keep)
-    return {"steps": steps, "resumed_from": start, "wall_s": round(time.monotonic() - t0, 2),
-            "history": history}
+    st = trainer.fit()
+    return {"steps": steps, "resumed_from": trainer.start_step, "wall_s": round(time.monotonic() - t0, 2),
+            "history": [{"step": r["step"], "query_loss": r["query_loss"]} for r in st.curve]}
 
 
 def meta_train(
@@ -149,10 +112,11 @@ def meta_train(
     from babelflow.meta.tasks import TaskSampler
     from babelflow.models import build_model, load_model, save_model
 
-    log = as_logger(log)
+    log = as_logger(log, "babelflow.meta")
     cfg = params.meta
-    device = resolve_device(params.train.device, params.train.threads)
-    seed_all(params.seed)
+    rt = start(params.train.device, params.train.threads, bf16=params.train.bf16,
+               bf16_cpu=params.train.bf16_cpu, seed=params.seed)
+    device = rt.device
     if cfg.init == "train":
         if init_dir is None or not (Path(init_dir) / "model.json").is_file():
             raise InputError(init_dir or "data/train", "meta.init is 'train' but the train model is missing")
@@ -171,8 +135,7 @@ def meta_train(
     sampler = TaskSampler(examples, cfg.support_tokens, cfg.query_tokens, cfg.temperature, params.seed)
     learner = MetaLearner(
         model, seq2seq_loss(params.train.label_smoothing), cfg.algorithm, cfg.inner_steps, cfg.inner_lr,
-        cfg.inner_optimizer, cfg.outer_lr, clip_norm=params.train.clip_norm, device=device,
-        bf16=params.train.bf16,
+        cfg.inner_optimizer, cfg.outer_lr, clip_norm=params.train.clip_norm, autocast=rt.autocast,
     )
 
     def tasks_at(step: int):
@@ -187,7 +150,7 @@ def meta_train(
         params.train.model_dump(include={"label_smoothing", "max_len", "clip_norm", "bf16"}),
         sha256_file(Path(init_dir) / "model.safetensors") if cfg.init == "train" else None)
     result = meta_loop(model, learner, tasks_at, cfg.meta_steps, ckpt_dir, cfg.checkpoint_every,
-                       resume=cfg.resume, log=log, fingerprint=fingerprint)
+                       resume=cfg.resume, log=log, fingerprint=fingerprint, rt=rt)
     save_model(model.cpu(), out_dir)
     hist = result.pop("history")
     return {

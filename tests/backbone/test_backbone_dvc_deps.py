@@ -102,5 +102,22 @@ def test_params_yaml_states_every_knob():
 
 
 def test_the_walk_sees_lazy_imports(tmp_path):
-    # adapt imports babelflow.train inside a function (for dev_loss): the walk must still find it.
-    assert ROOT / "babelflow" / "train.py" in import_closure(ROOT / "tasks" / "adapt.py")
+    # adapt imports babelflow.data only inside functions (FinetuneUpdate, dev_scorer): the walk must
+    # still find it.
+    assert ROOT / "babelflow" / "data.py" in import_closure(ROOT / "tasks" / "adapt.py")
+
+
+def test_no_stage_depends_on_code_it_does_not_run():
+    """A dep on code the stage never imports re-runs it for nothing: editing how adaptation is run or
+    reported must not re-run meta-training (meta does not import babelflow.adapt)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    extra = {}
+    for name, stage in stages.items():
+        code = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "tasks" / f"{name}.py")}
+        unused = [d for d in stage["deps"] if d.split("/")[0] in ("babelflow", "tasks")
+                  and not any(_covered(rel, [d]) for rel in code)]
+        if unused:
+            extra[name] = unused
+    assert not extra, f"dvc.yaml deps name code the stage does not import: {extra}"
+    assert not any(p.startswith("babelflow/adapt") for p in map(str, (
+        q.relative_to(ROOT) for q in import_closure(ROOT / "tasks" / "meta.py"))))

@@ -1,15 +1,14 @@
-"""Dev-based selection in the adapt stage's fine-tuning (`babelflow.meta.adapt.finetune`)."""
+"""Dev-based selection in the adapt stage's fine-tuning (`babelflow.adapt.finetune`)."""
 from __future__ import annotations
 
-import contextlib
 
 import torch
 
 from babelflow.config import ModelConfig
 from babelflow.data import Example, TokenBatcher
-from babelflow.meta.adapt import finetune
+from babelflow.adapt import finetune
 from babelflow.models import build_model
-from babelflow.train import dev_loss
+from babelflow.validation import dev_loss
 
 torch.set_num_threads(1)
 VOCAB = 40
@@ -32,7 +31,7 @@ def fresh_model():
 
 
 def loss_on(model, data) -> float:
-    return dev_loss(model, TokenBatcher(data, 200, shuffle=False, seed=0), "cpu", contextlib.nullcontext)
+    return dev_loss(model, TokenBatcher(data, 200, shuffle=False, seed=0))
 
 
 def test_selection_does_not_change_the_training_trajectory():

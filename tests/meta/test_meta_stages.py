@@ -136,7 +136,7 @@ def test_adapt_stage_runs_all_three_inits(project):
 @pytest.mark.parametrize("metric", ["dev_loss", "dev_bleu"])
 def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(project, tmp_path, metric):
     from babelflow.errors import InputError
-    from babelflow.meta.adapt import adapt_experiment
+    from babelflow.adapt import adapt_experiment
     from babelflow.tokenizer import Tokenizer
     from tasks import adapt, meta
 
@@ -177,7 +177,7 @@ def test_adapt_stage_selects_on_the_heldout_dev_split_and_reports_the_last_step(
 def test_adapt_run_cache_redoes_only_the_runs_whose_inputs_changed(project, tmp_path):
     import shutil
 
-    from babelflow.meta.adapt import adapt_experiment
+    from babelflow.adapt import adapt_experiment
     from babelflow.models import build_model, save_model
     from babelflow.tokenizer import Tokenizer
     from tasks import meta
@@ -218,7 +218,7 @@ def test_adapt_run_cache_key_changes_with_the_code(project, tmp_path, monkeypatc
     import shutil
 
     from babelflow import checkpoint
-    from babelflow.meta.adapt import run_key
+    from babelflow.adapt import run_key
     from babelflow.tokenizer import Tokenizer
     from tasks import meta
 

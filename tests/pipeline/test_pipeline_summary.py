@@ -31,7 +31,7 @@ REFS = ["the cat sat on the mat", "a man is riding a bike", "two dogs play in th
 
 
 def _adapt_row(k: int, bleu: dict[str, float]) -> dict:
-    """One K of results.json as babelflow.meta.adapt.adapt_experiment writes it (one seed)."""
+    """One K of results.json as babelflow.adapt.adapt_experiment writes it (one seed)."""
     row: dict = {"k_used": k}
     for init, b in bleu.items():
         row[init] = {"bleu_mean": b, "bleu_std": 0.0, "chrfpp_mean": 3 * b, "chrfpp_std": 0.0, "bleu": [b],

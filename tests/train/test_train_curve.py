@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from babelflow.config import parse_params
-from babelflow.train import lr_at, train_model
+from babelflow.trainer import lr_at, train_model
 from tests.train.conftest import TINY_TRANSFORMER
 
 torch.set_num_threads(1)

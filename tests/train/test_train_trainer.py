@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from babelflow.checkpoint import checkpoints
 from babelflow.io import sha256_file
-from babelflow.train import lr_at
+from babelflow.trainer import lr_at
 
 torch.set_num_threads(1)
 

@@ -11,20 +11,19 @@ test score is then reported beside it, so a run shows what the selection bought.
 from __future__ import annotations
 
 import logging
-import random
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import nn
 
 from babelflow.config import Params
+from babelflow.adapt.finetune import dev_reading, dev_scorer, finetune_init
 from babelflow.errors import InputError
-from babelflow.meta.algorithms import autocast_for
-from babelflow.meta.train import as_logger, resolve_device, seed_all
+from babelflow.progress import as_logger
+from babelflow.runtime import Runtime, start
+from babelflow.validation import Decoding, translate_and_score
 
 _log = logging.getLogger("babelflow.adapt")
 INITS = ("scratch", "transfer", "meta")
@@ -33,156 +32,24 @@ INITS = ("scratch", "transfer", "meta")
 DECODING_KEYS = ("beam_size", "length_penalty", "max_length_ratio", "batch_sentences")
 
 
-def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
-    """K examples drawn with `seed`; for one seed a smaller K is a prefix of a larger one."""
-    order = list(range(len(examples)))
-    random.Random(f"adapt:{seed}").shuffle(order)
-    return [examples[i] for i in order[:k]]
-
-
-@dataclass
-class Finetuned:
-    """What `finetune` did: the model is left at its last step; `best_state` holds the weights with the
-    lowest `dev_score` (None when nothing was selected: no `dev_score` or `select_every` = 0)."""
-
-    last_loss: float
-    best_step: int | None = None
-    best_score: float | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-
-
-def finetune(
-    model: nn.Module,
-    examples: Sequence[Any],
-    steps: int,
-    lr: float,
-    max_tokens: int,
-    seed: int,
-    label_smoothing: float = 0.0,
-    clip_norm: float = 1.0,
-    device: torch.device | str = "cpu",
-    bf16: bool = False,
-    dev_score: Callable[[nn.Module], float] | None = None,
-    select_every: int = 0,
-) -> Finetuned:
-    """`steps` AdamW updates on token batches of `examples` (cycling epochs).
-
-    With `dev_score` (lower is better, e.g. dev loss or minus dev BLEU) and `select_every` > 0 the
-    model is scored before the first update, every `select_every` steps and after the last; the
-    best-scoring weights are copied into the result. The first of equal scores wins, so a flat dev
-    curve keeps the earlier weights. Scoring draws no random numbers: the updates are the same
-    with or without it.
-    """
-    from babelflow.data import TokenBatcher
-    from babelflow.loss import token_cross_entropy
-
-    torch.manual_seed(seed)
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    batches = iter(TokenBatcher(list(examples), max_tokens, shuffle=True, seed=seed, infinite=True))
-    selecting = dev_score is not None and select_every > 0
-    result = Finetuned(last_loss=float("nan"))
-
-    def check(step: int) -> None:
-        # Rounded before comparing, so the choice is the one the reported scores show.
-        score = round(float(dev_score(model)), 5)
-        model.train()  # whatever mode the scorer left: dropout must stay on for the next updates
-        if result.best_score is None or score < result.best_score:
-            result.best_step, result.best_score = step, score
-            result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    if selecting:
-        check(0)
-    for step in range(1, steps + 1):
-        batch = next(batches).to(device)
-        with autocast_for(device, bf16):
-            logits = model(batch.src, batch.tgt_in)
-        loss = token_cross_entropy(logits, batch.tgt_out, label_smoothing) / max(1, batch.ntokens)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        opt.step()
-        result.last_loss = float(loss.detach())
-        if selecting and (step % select_every == 0 or step == steps):
-            check(step)
-    model.eval()
-    return result
-
-
-def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, tokenizer: Any,
-               device: torch.device) -> Callable[[nn.Module], float] | None:
-    """What `adapt.select_metric` asks for on the held-out pair's dev split, lower is better:
-    the per-token loss, or minus the greedy BLEU; None when `adapt.select_every` is 0."""
-    from babelflow.data import TokenBatcher, load_examples, read_parallel
-    from babelflow.train import dev_bleu, dev_loss
-
-    cfg = params.adapt
-    if not cfg.select_every:
-        return None
-    src = Path(clean_dir) / pair / "dev.src"
-    limit = cfg.select_sentences or None
-    if cfg.select_metric == "dev_bleu":
-        pairs = read_parallel(src, src.with_suffix(".tgt"))[:limit]
-        if not pairs:
-            raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
-        return lambda model: -(dev_bleu(model, tokenizer, {lang: pairs}, len(pairs)) or 0.0)
-    examples = load_examples(clean_dir, pair, "dev", tokenizer, params.train.max_len, limit)
-    if not examples:
-        raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
-    batcher = TokenBatcher(examples, cfg.max_tokens, shuffle=False, seed=0)
-    return lambda model: dev_loss(model, batcher, device, lambda: autocast_for(device, params.train.bf16))
-
-
-def dev_reading(select_metric: str, ranked: float) -> float:
-    """A `dev_scorer` score (lower is better) as its metric reads: BLEU back up, loss as is."""
-    return -ranked if select_metric == "dev_bleu" else ranked
-
-
 def _stats(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def score_on_test(model: nn.Module, tokenizer: Any, srcs: list[str], refs: list[str], lang: str, ev: Any,
-                  device: torch.device) -> dict:
+def score_on_test(model: nn.Module, tokenizer: Any, srcs: list[str], refs: list[str], lang: str, ev: Any) -> dict:
     """sacrebleu scores of `model`'s translations of `srcs` into `lang` with the evaluate settings `ev`."""
-    from babelflow.decode import decoding_workers, translate
-    from babelflow.metrics import score
-
-    with decoding_workers(device) as workers:
-        hyps = translate(model, tokenizer, srcs, lang, beam_size=ev.beam_size,
-                         length_penalty=ev.length_penalty, max_length_ratio=ev.max_length_ratio,
-                         batch_sentences=ev.batch_sentences, workers=workers)
-    return score(hyps, refs, lang)
-
-
-def finetune_init(params: Params, source: str | Path | None, tokenizer: Any, pool: Sequence[Any], k: int,
-                  seed: int, device: torch.device,
-                  dev_score: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, Finetuned]:
-    """One adaptation run: the init saved in `source` (None: a random init of `params.model`)
-    fine-tuned on the seed's K examples of `pool` with the `adapt` budget of `params`."""
-    from babelflow.models import build_model, load_model
-
-    cfg = params.adapt
-    seed_all(seed)
-    model = build_model(params.model, tokenizer.vocab_size) if source is None else load_model(source, device)
-    tuned = finetune(
-        model, pick_k(pool, k, seed), cfg.steps, cfg.lr, cfg.max_tokens, seed,
-        params.train.label_smoothing, params.train.clip_norm, device, params.train.bf16,
-        dev_score=dev_score, select_every=cfg.select_every,
-    )
-    return model, tuned
+    return translate_and_score(model, tokenizer, srcs, refs, lang, Decoding.of(ev))[1]
 
 
 def adapt_run(params: Params, source: str | Path | None, tokenizer: Any, pool: Sequence[Any], k: int,
-              seed: int, device: torch.device, dev_score: Callable[[nn.Module], float] | None,
+              seed: int, rt: Runtime, dev_score: Callable[[nn.Module], float] | None,
               srcs: list[str], refs: list[str], lang: str) -> dict:
     """One fine-tuning run scored on test: BLEU / chrF++ of the weights kept, and with dev selection
     on, the step kept, its dev score (as the metric reads: BLEU up, loss down) and the last step's BLEU."""
     cfg, ev = params.adapt, params.evaluate
-    model, tuned = finetune_init(params, source, tokenizer, pool, k, seed, device, dev_score)
-    s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
+    model, tuned = finetune_init(params, source, tokenizer, pool, k, seed, rt, dev_score)
+    s = last = score_on_test(model, tokenizer, srcs, refs, lang, ev)
     run: dict = {"last_loss": round(tuned.last_loss, 5)}
     if tuned.best_state is not None:
         # As the metric reads: what a choice between settings, e.g. two meta-learning
@@ -191,7 +58,7 @@ def adapt_run(params: Params, source: str | Path | None, tokenizer: Any, pool: S
                    dev_kept=dev_reading(cfg.select_metric, tuned.best_score))
         if tuned.best_step != cfg.steps:
             model.load_state_dict(tuned.best_state)
-            s = score_on_test(model, tokenizer, srcs, refs, lang, ev, device)
+            s = score_on_test(model, tokenizer, srcs, refs, lang, ev)
     run.update(bleu=round(s["bleu"], 4), chrfpp=round(s["chrfpp"], 4), signatures=s["signatures"])
     return run
 
@@ -213,7 +80,7 @@ def run_key(params: Params, source: str | Path | None, tokenizer: Any, k: int, s
         "adapt-run/3", init, sha256_file(tokenizer.path), {f: sha256_file(pair / f) for f in sorted(
             p.name for p in pair.glob("*.src")) + sorted(p.name for p in pair.glob("*.tgt"))},
         adapt, params.evaluate.model_dump(include=set(DECODING_KEYS)), params.train.model_dump(
-            include={"label_smoothing", "clip_norm", "bf16", "max_len", "device", "threads"}),
+            include={"label_smoothing", "clip_norm", "bf16", "bf16_cpu", "max_len", "device", "threads"}),
         k, seed, lang, code_fingerprint(), _cpu_flags())
 
 
@@ -231,11 +98,11 @@ def _cpu_flags() -> str:
 
 
 def cached_run(params: Params, source: str | Path | None, tokenizer: Any, pool: Sequence[Any], k: int, seed: int,
-               device: torch.device, dev_score: Callable[[nn.Module], float] | None, srcs: list[str],
+               rt: Runtime, dev_score: Callable[[nn.Module], float] | None, srcs: list[str],
                refs: list[str], lang: str, run_cache: str | Path | None, clean_dir: str | Path) -> dict:
     """`adapt_run`, or its scores from `run_cache` when the same run was done before."""
     if run_cache is None:
-        return adapt_run(params, source, tokenizer, pool, k, seed, device, dev_score, srcs, refs, lang)
+        return adapt_run(params, source, tokenizer, pool, k, seed, rt, dev_score, srcs, refs, lang)
     import json
 
     from babelflow.io import write_json
@@ -243,7 +110,7 @@ def cached_run(params: Params, source: str | Path | None, tokenizer: Any, pool: 
     path = Path(run_cache) / f"{run_key(params, source, tokenizer, k, seed, lang, clean_dir)}.json"
     if path.is_file():
         return {**json.loads(path.read_text(encoding="utf-8")), "cached": True}
-    run = adapt_run(params, source, tokenizer, pool, k, seed, device, dev_score, srcs, refs, lang)
+    run = adapt_run(params, source, tokenizer, pool, k, seed, rt, dev_score, srcs, refs, lang)
     write_json(path, run)
     return run
 
@@ -265,7 +132,7 @@ def adapt_experiment(
 
     log = as_logger(log or _log)
     cfg, ev = params.adapt, params.evaluate
-    device = resolve_device(params.train.device, params.train.threads)
+    rt = start(params.train.device, params.train.threads, bf16=params.train.bf16, bf16_cpu=params.train.bf16_cpu)
     sources = {"transfer": train_dir, "meta": meta_dir}
     for init in cfg.inits:
         if init in sources and (sources[init] is None or not (Path(sources[init]) / "model.json").is_file()):
@@ -275,7 +142,7 @@ def adapt_experiment(
 
     results: dict = {"languages": {}, "signatures": {}, "budget": {
         "steps": cfg.steps, "lr": cfg.lr, "max_tokens": cfg.max_tokens, "optimizer": "AdamW",
-        "seeds": list(cfg.seeds), "device": str(device), "beam_size": ev.beam_size,
+        "seeds": list(cfg.seeds), "device": str(rt.device), "beam_size": ev.beam_size,
         "select_every": cfg.select_every,
         **({"select_metric": cfg.select_metric, "select_sentences": cfg.select_sentences}
            if cfg.select_every else {}),
@@ -293,7 +160,7 @@ def adapt_experiment(
         if not test:
             raise InputError(Path(clean_dir) / pair / "test.src", "held-out pair has an empty test split")
         srcs, refs = [s for s, _ in test], [t for _, t in test]
-        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, device)
+        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, rt)
 
         per_k: dict = {}
         for k in cfg.k:
@@ -301,7 +168,7 @@ def adapt_experiment(
             for init in cfg.inits:
                 bleus, chrfs, losses, last_bleus, best_steps, dev_kept = [], [], [], [], [], []
                 for seed in cfg.seeds:
-                    run = cached_run(params, sources.get(init), tokenizer, pool, k, seed, device, dev_score,
+                    run = cached_run(params, sources.get(init), tokenizer, pool, k, seed, rt, dev_score,
                                      srcs, refs, lang, run_cache, clean_dir)
                     reused += bool(run.get("cached"))
                     losses.append(run["last_loss"])
