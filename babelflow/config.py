@@ -6,9 +6,10 @@ params.yaml fails in a second instead of after an hour of training.
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -529,7 +530,31 @@ def parse_params(data: Any, path: str | Path = "<params>") -> Params:
         raise ConfigError(lines[0] if len(lines) == 1 else "invalid params:\n  " + "\n  ".join(lines)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def apply_overrides(data: Any, overrides: Sequence[str]) -> Any:
+    """A copy of `data` with each `section.key=value` set (the value read as YAML: `[de,fr]`, `false`).
+    Only the shape is checked here; the keys and values are validated with the rest of the file."""
+    if not overrides or not isinstance(data, dict):  # a top level that is no mapping: parse_params says so
+        return data
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        names = key.split(".")
+        if not sep or not all(names):
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.max_steps=100")
+        node = out
+        for i, name in enumerate(names[:-1]):
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(names[:i + 1])} is not a section")
+        try:
+            node[names[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: not a YAML value: {' '.join(str(exc).split())}") from None
+    return out
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """The params file with `overrides` (`--set section.key=value`) applied, validated as one."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -541,4 +566,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from None
-    return parse_params(data, path)
+    return parse_params(apply_overrides(data, overrides), f"{path} with --set" if overrides else path)
