@@ -253,7 +253,10 @@ class TrainConfig(Section):
     dev_bleu_sentences: int = Field(default=200, ge=0)
     early_stopping_metric: Literal["dev_loss", "dev_bleu"] = "dev_loss"
     early_stopping_patience: int = Field(default=0, ge=0)  # validations without improvement; 0 = off
-    average_last: int = Field(default=1, ge=1)
+    # k: average the last k checkpoints (1 = the last weights). A list: candidates, each k as above,
+    # the one with the best greedy dev BLEU kept (dev only, never test).
+    average_last: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] = 1
+    select_sentences: int = Field(default=0, ge=0)  # dev sentences per target scoring the candidates; 0 = all
     resume: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True  # autocast on CUDA only; CPU stays fp32 for bit-for-bit reproducibility
@@ -269,11 +272,23 @@ class TrainConfig(Section):
             raise ValueError(f"Adam's betas must each be in [0, 1), got {list(v)}")
         return v
 
+    @field_validator("average_last")
+    @classmethod
+    def _candidates(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, list) and not v:
+            raise ValueError("lists no candidate (give k, or a list of k to choose from on dev BLEU)")
+        return sorted(set(v)) if isinstance(v, list) else v
+
+    @property
+    def average_candidates(self) -> list[int]:
+        return self.average_last if isinstance(self.average_last, list) else [self.average_last]
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         made = -(-self.max_steps // self.checkpoint_every)  # one every checkpoint_every steps, and the last
-        if self.average_last > min(self.keep_checkpoints, made):
-            raise KnobError(("average_last",), f"{self.average_last} checkpoints to average, but only "
+        most = max(self.average_candidates)
+        if most > min(self.keep_checkpoints, made):
+            raise KnobError(("average_last",), f"{most} checkpoints to average, but only "
                             f"{min(self.keep_checkpoints, made)} exist at the end (keep_checkpoints="
                             f"{self.keep_checkpoints}, max_steps={self.max_steps}, "
                             f"checkpoint_every={self.checkpoint_every})")

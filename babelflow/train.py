@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from babelflow.checkpoint import (average_weights, checkpoints, load_checkpoint, resumable, rng_state, run_fingerprint,
-                                  save_checkpoint, set_rng_state)
+from babelflow.checkpoint import (load_checkpoint, resumable, rng_state, run_fingerprint, save_checkpoint,
+                                  select_average, set_rng_state)
 from babelflow.config import Params, TrainConfig
 from babelflow.curve import write_curve
 from babelflow.data import TokenBatcher, load_examples, read_parallel
@@ -107,7 +107,7 @@ _OPERATIONAL = {"resume", "checkpoint_every", "keep_checkpoints", "threads", "de
 
 def _fingerprint(params: Params, clean_dir: Path, tokenizer, world: int) -> str:
     # Averaging reads the last checkpoints, so which steps have one is part of the result then.
-    operational = _OPERATIONAL - ({"checkpoint_every", "keep_checkpoints"} if params.train.average_last > 1 else set())
+    operational = _OPERATIONAL - ({"checkpoint_every", "keep_checkpoints"} if max(params.train.average_candidates) > 1 else set())
     train = {k: v for k, v in params.train.model_dump().items() if k not in operational}
     if train["schedule"] != "cosine":
         train.pop("max_steps")  # extending a run continues it; only cosine's curve depends on the end
@@ -172,6 +172,8 @@ def train_model(
             dev_ex[lang] = load_examples(clean_dir, pair, "dev", tokenizer, cfg.max_len)
             dev_text[lang] = read_parallel(folder / "dev.src", folder / "dev.tgt")
     dev_all = [e for lang in sorted(dev_ex) for e in dev_ex[lang]]
+    if len(cfg.average_candidates) > 1 and not dev_text:
+        raise InputError(clean_dir, "train.average_last lists candidates to choose on dev BLEU, but no pair has a dev split")
 
     _seed_all(params.seed)
     model = (build or _default_build)(params, tokenizer.vocab_size).to(device)
@@ -198,7 +200,7 @@ def train_model(
     if distributed and not is_main:
         dist.barrier()
     found = resumable(ckpt_dir, fingerprint, cfg.max_steps, log, resume=cfg.resume,
-                      whole_history=cfg.average_last > 1)
+                      whole_history=max(cfg.average_candidates) > 1)
     if distributed and is_main:
         dist.barrier()
     if found:
@@ -367,10 +369,8 @@ def train_model(
     }
     if is_main:
         write_curve(plots_dir, curve)
-        if cfg.average_last > 1:
-            last = checkpoints(ckpt_dir)[-cfg.average_last :]
-            average_weights(last, model)
-            metrics["averaged_checkpoints"] = len(last)
+        metrics.update(select_average(ckpt_dir, model, cfg.average_candidates, lambda m: dev_bleu(
+            m, tokenizer, dev_text, (cfg.select_sentences or 10**9) * len(dev_text)), log))  # n: over all targets
         save(model, out_dir)
         write_json(out_dir / "train_state.json", metrics)
     if distributed:
