@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -214,3 +215,27 @@ def average_weights(paths: list[Path], model: nn.Module) -> None:
     avg = {name: (t / len(paths)).to(own[name].dtype) for name, t in total.items()}
     # Names missing here are aliases of tied weights that save_model wrote once.
     model.load_state_dict(avg, strict=False)
+
+
+def select_average(ckpt_dir: str | Path, model: nn.Module, candidates: list[int],
+                   score: Callable[[nn.Module], float | None], log=None) -> dict:
+    """Load into `model` the best of `candidates`, each k the average of the last k checkpoints (1: the
+    last weights), by `score` (higher is better; a tie goes to the smaller k). One candidate is loaded
+    without scoring; k = 1 alone leaves `model` as it is (the weights of the last step).
+    Returns what train_state.json records: the k kept and, when chosen, each candidate's score."""
+    kept = checkpoints(ckpt_dir)
+    if candidates == [1]:
+        return {}
+    if len(candidates) == 1:
+        average_weights(kept[-candidates[0]:], model)
+        return {"averaged_checkpoints": len(kept[-candidates[0]:])}
+    scores: dict[str, float | None] = {}
+    for k in candidates:
+        average_weights(kept[-k:], model)
+        value = score(model)
+        scores[str(k)] = None if value is None else round(value, 3)
+        if log is not None:
+            log(f"average of the last {k} checkpoints: dev BLEU {scores[str(k)]}")
+    chosen = max(candidates, key=lambda k: (scores[str(k)] if scores[str(k)] is not None else float("-inf"), -k))
+    average_weights(kept[-chosen:], model)
+    return {"averaged_checkpoints": len(kept[-chosen:]), "selection": {"chosen": chosen, "dev_bleu": scores}}

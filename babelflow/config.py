@@ -6,9 +6,10 @@ params.yaml fails in a second instead of after an hour of training.
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -252,7 +253,10 @@ class TrainConfig(Section):
     dev_bleu_sentences: int = Field(default=200, ge=0)
     early_stopping_metric: Literal["dev_loss", "dev_bleu"] = "dev_loss"
     early_stopping_patience: int = Field(default=0, ge=0)  # validations without improvement; 0 = off
-    average_last: int = Field(default=1, ge=1)
+    # k: average the last k checkpoints (1 = the last weights). A list: candidates, each k as above,
+    # the one with the best greedy dev BLEU kept (dev only, never test).
+    average_last: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] = 1
+    select_sentences: int = Field(default=0, ge=0)  # dev sentences per target scoring the candidates; 0 = all
     resume: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True  # autocast on CUDA only; CPU stays fp32 for bit-for-bit reproducibility
@@ -268,11 +272,23 @@ class TrainConfig(Section):
             raise ValueError(f"Adam's betas must each be in [0, 1), got {list(v)}")
         return v
 
+    @field_validator("average_last")
+    @classmethod
+    def _candidates(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, list) and not v:
+            raise ValueError("lists no candidate (give k, or a list of k to choose from on dev BLEU)")
+        return sorted(set(v)) if isinstance(v, list) else v
+
+    @property
+    def average_candidates(self) -> list[int]:
+        return self.average_last if isinstance(self.average_last, list) else [self.average_last]
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         made = -(-self.max_steps // self.checkpoint_every)  # one every checkpoint_every steps, and the last
-        if self.average_last > min(self.keep_checkpoints, made):
-            raise KnobError(("average_last",), f"{self.average_last} checkpoints to average, but only "
+        most = max(self.average_candidates)
+        if most > min(self.keep_checkpoints, made):
+            raise KnobError(("average_last",), f"{most} checkpoints to average, but only "
                             f"{min(self.keep_checkpoints, made)} exist at the end (keep_checkpoints="
                             f"{self.keep_checkpoints}, max_steps={self.max_steps}, "
                             f"checkpoint_every={self.checkpoint_every})")
@@ -529,7 +545,31 @@ def parse_params(data: Any, path: str | Path = "<params>") -> Params:
         raise ConfigError(lines[0] if len(lines) == 1 else "invalid params:\n  " + "\n  ".join(lines)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def apply_overrides(data: Any, overrides: Sequence[str]) -> Any:
+    """A copy of `data` with each `section.key=value` set (the value read as YAML: `[de,fr]`, `false`).
+    Only the shape is checked here; the keys and values are validated with the rest of the file."""
+    if not overrides or not isinstance(data, dict):  # a top level that is no mapping: parse_params says so
+        return data
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        names = key.split(".")
+        if not sep or not all(names):
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.max_steps=100")
+        node = out
+        for i, name in enumerate(names[:-1]):
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(names[:i + 1])} is not a section")
+        try:
+            node[names[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: not a YAML value: {' '.join(str(exc).split())}") from None
+    return out
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """The params file with `overrides` (`--set section.key=value`) applied, validated as one."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -541,4 +581,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from None
-    return parse_params(data, path)
+    return parse_params(apply_overrides(data, overrides), f"{path} with --set" if overrides else path)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from babelflow.checkpoint import average_weights, checkpoints, run_fingerprint
+from babelflow.checkpoint import run_fingerprint, select_average
 from babelflow.curve import write_curve
 from babelflow.config import Params, TrainConfig
 from babelflow.data import TokenBatcher, load_examples, read_parallel
@@ -80,7 +80,8 @@ _OPERATIONAL = {"resume", "checkpoint_every", "keep_checkpoints", "threads", "de
 
 def _fingerprint(params: Params, clean_dir: Path, tokenizer, world: int) -> str:
     # Averaging reads the last checkpoints, so which steps have one is part of the result then.
-    operational = _OPERATIONAL - ({"checkpoint_every", "keep_checkpoints"} if params.train.average_last > 1 else set())
+    operational = _OPERATIONAL - ({"checkpoint_every", "keep_checkpoints"}
+                                  if max(params.train.average_candidates) > 1 else set())
     train = {k: v for k, v in params.train.model_dump().items() if k not in operational}
     if train["schedule"] != "cosine":
         train.pop("max_steps")  # extending a run continues it; only cosine's curve depends on the end
@@ -137,6 +138,8 @@ def train_model(
             dev_ex[lang] = load_examples(clean_dir, pair, "dev", tokenizer, cfg.max_len)
             dev_text[lang] = read_parallel(folder / "dev.src", folder / "dev.tgt")
     dev_all = [e for lang in sorted(dev_ex) for e in dev_ex[lang]]
+    if len(cfg.average_candidates) > 1 and not dev_text:
+        raise InputError(clean_dir, "train.average_last lists candidates to choose on dev BLEU, but no pair has a dev split")
 
     seed_all(params.seed)
     model = (build or _default_build)(params, tokenizer.vocab_size).to(rt.device)
@@ -161,7 +164,7 @@ def train_model(
         validation=validation,
         checkpointing=Checkpointing(ckpt_dir, cfg.checkpoint_every, cfg.keep_checkpoints,
                                     _fingerprint(params, clean_dir, tokenizer, rt.world), cfg.resume,
-                                    whole_history=cfg.average_last > 1),
+                                    whole_history=max(cfg.average_candidates) > 1),
         plots_dir=plots_dir, log=log)
     t_start = time.monotonic()
     st = trainer.fit(stop_at=stop_at)
@@ -184,10 +187,9 @@ def train_model(
     }
     if rt.is_main:
         write_curve(plots_dir, st.curve)
-        if cfg.average_last > 1:
-            last = checkpoints(ckpt_dir)[-cfg.average_last:]
-            average_weights(last, model)
-            metrics["averaged_checkpoints"] = len(last)
+        # The last weights, an average of the last checkpoints, or the candidate best on dev (never test).
+        metrics.update(select_average(ckpt_dir, model, cfg.average_candidates, lambda m: dev_bleu(
+            m, tokenizer, dev_text, (cfg.select_sentences or 10**9) * len(dev_text)), log))  # n: over all targets
         (save or _default_save)(model, out_dir)
         write_json(out_dir / "train_state.json", metrics)
     rt.close()

@@ -2,7 +2,7 @@
 PyTorch beam search and greedy and for the CTranslate2 export (float32 and int8, beam and greedy), in
 one run, same model, same cores, plus each output's sacrebleu BLEU against the references.
 
-    python bench/decode_speed.py [--model /tmp/babelflow_multi30k/cpu/ende/model | --release data/release]
+    python bench/decode_speed.py [--model /tmp/babelflow_multi30k/cpu/ende/data/train | --release data/release]
                                  [--corpus ../shared/corpora/multi30k] [--lang de] [--threads 2]
                                  [--beam 4] [--batch 64 ...] [--repeats 1] [--systems NAME ...] [--json out.json]
 
@@ -71,7 +71,8 @@ def all_systems(beam: int, threads: int) -> list[System]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--model", default="/tmp/babelflow_multi30k/cpu/ende/model")
+    where.add_argument("--model", default="/tmp/babelflow_multi30k/cpu/ende/data/train",
+                       help="a model folder; spm.model beside it or in ../tokenizer (a bench/multi30k.py run)")
     where.add_argument("--release")
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "multi30k"))
     ap.add_argument("--split", default="test_2016_flickr")
@@ -117,7 +118,7 @@ def main() -> None:
     from babelflow.tokenizer import Tokenizer
 
     model = load_model(folder)
-    tok = Tokenizer(folder / "spm.model")
+    tok = Tokenizer(folder / "spm.model" if (folder / "spm.model").is_file() else folder.parent / "tokenizer" / "spm.model")
     src_text = (corpus / f"{args.split}.en").read_text(encoding="utf-8").splitlines()
     refs = (corpus / f"{args.split}.{args.lang}").read_text(encoding="utf-8").splitlines()
     if args.limit:

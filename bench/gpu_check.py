@@ -432,7 +432,7 @@ def part_multi30k(c, record) -> None:
     cuda = _cuda(c)
     if not cuda and not c.dry_run:
         return record(status="skipped", reason="no CUDA device")
-    from bench.multi30k import PRESETS, build_clean, evaluate_split, select_on_val
+    from bench.gpu_multi30k import PRESETS, build_clean, evaluate_split, select_on_val
     from babelflow.models import save_model
     from babelflow.tokenizer import reuse_or_train_tokenizer
     from babelflow.train import train_model
@@ -486,7 +486,7 @@ def multi30k_plan(dry_run: bool):
     """bench/multi30k.py's preset (`gpu`; the `smoke` one made smaller still for the rehearsal), its
     params, and the chunk: the steps after which the run can be resumed, which must be a log,
     checkpoint and validation step at once (else the checkpoint serves only a run of that length)."""
-    from bench.multi30k import build_params
+    from bench.gpu_multi30k import build_params
 
     preset = "smoke" if dry_run else "gpu"
     params = build_params(preset, ["de"])

@@ -4,99 +4,48 @@ K in {500, 2000, 29000} from scratch / transfer / meta inits; the table goes int
 
     python bench/meta_multi30k.py --preset cpu --matched-transfer   # ~75 min on 2 CPU cores, 4 seeds
     python bench/meta_multi30k.py --preset gpu   # the issue's size (4000 train steps x 8192 tokens)
-    python bench/meta_multi30k.py --smoke        # minutes-long check of the whole path; writes a copy
+    python bench/meta_multi30k.py --preset smoke # minutes-long check of the whole path; writes a copy
                                                  # of RESULTS.md under --work, never the real one
+    options: --set SECTION.KEY=VALUE (repeatable) --corpus DIR --work DIR --results FILE
 
-The transfer init is the multilingual model trained on en->de+fr (the pipeline's train stage); the
-meta init starts from it (meta.init=train) and is meta-trained on the same two pairs. Every init then
-gets the same adaptation budget; the weights kept are those that score best on the cs dev split (val;
-`adapt.select_metric`: dev loss or greedy dev BLEU), checked every `adapt.select_every` steps, and the last
-step's weights are scored too, so the tables show both protocols from one run. Test_2016_flickr (cs) is only scored: nothing is selected or
-tuned on it. The train stage selects on the de/fr dev splits.
+The run is a project folder <work>/<preset>/data/ made by the pipeline's own stages (collect with
+Multi30k's splits, clean, tokenize, train, meta, adapt) on bench/presets/meta-<preset>.yaml. The
+transfer init is the train stage's multilingual en->de+fr model; the meta init starts from it
+(meta.init=train). Every init then gets the same adaptation budget; the weights kept are those that
+score best on the cs dev split (`adapt.select_every`, `adapt.select_metric`), and the last step's
+weights are scored too, so the tables show both protocols from one run. Test_2016_flickr (cs) is only
+scored: nothing is selected or tuned on it.
 
 Meta-learning trains on more de/fr tokens than the transfer init. `--matched-transfer` adds the
-baseline that closes that gap: the train stage continued for as many padded tokens as meta-learning
-added, adapted with the same budget and seeds.
+baseline that closes that gap: a second project <work>/<preset>/matched/ whose train stage continues
+the transfer run for as many padded tokens as meta-learning added, adapted with the same budget and seeds.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from babelflow.config import parse_params  # noqa: E402
+from babelflow.config import Params  # noqa: E402
+from babelflow.io import read_json, write_text  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
-from bench.multi30k import build_clean  # noqa: E402
+from bench.pipeline import add_arguments, preset_params, run_stages  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
+from tasks._common import Paths  # noqa: E402
 
 SECTION = "## Meta-learning vs transfer vs scratch (issue 6): `bench/meta_multi30k.py`"
 GOAL_KS = (500, 2000)
 GOAL_MARGIN = 1.0  # BLEU: the issue's goal is meta >= transfer + 1 at K = 500 and 2000
 
-GPU = {
-    "seed": 1,
-    "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["cs"]},
-    "collect": {"sources": [{"type": "aligned", "name": "multi30k", "path": "multi30k"}]},
-    "tokenizer": {"vocab_size": 8000, "sample_sentences": 200000},
-    "model": {"arch": "transformer", "transformer": {"d_model": 256, "ffn_dim": 1024, "heads": 4,
-                                                     "encoder_layers": 3, "decoder_layers": 3}},
-    "train": {"max_tokens": 8192, "max_steps": 4000, "lr": 0.0007, "warmup_steps": 400,
-              "checkpoint_every": 1000, "validate_every": 1000, "dev_bleu_sentences": 100},
-    "meta": {"algorithm": "reptile", "init": "train", "meta_steps": 400, "tasks_per_step": 4,
-             "inner_steps": 3, "inner_lr": 0.0003, "inner_optimizer": "adam", "outer_lr": 0.5,
-             "support_tokens": 2048, "query_tokens": 2048, "checkpoint_every": 100},
-    "adapt": {"k": [500, 2000, 29000], "steps": 1000, "lr": 0.0003, "max_tokens": 4096, "seeds": [1, 2],
-              "eval_sentences": 0, "select_every": 100},
-    "evaluate": {"beam_size": 4},
-}
-# Sized for a 2-core CPU (about 1 h 15 min with --matched-transfer on 2026-11-29).
-# One torch thread: with the cores oversubscribed, 2 threads spent 3-5x the CPU time per step waiting on each other (measured:
-# a 2048-token step of this model took 0.6 cpu-s / 1.4 s wall on 1 thread, 3.3 cpu-s / 9 s on 2).
-# The adapt lr is the train lr: at a few hundred steps, the issue's 3e-4 barely moves any init (chosen
-# a priori, not on test). A first run with 100 adapt steps and 1 seed left every init below 2 BLEU on
-# en->cs (RESULTS.md keeps its figures), too close to the floor to compare inits: hence 200 x 2 seeds.
-CPU = {
-    **GPU,
-    "tokenizer": {"vocab_size": 4000, "sample_sentences": 120000},
-    "model": {"arch": "transformer", "transformer": {"d_model": 128, "ffn_dim": 512, "heads": 4,
-                                                     "encoder_layers": 2, "decoder_layers": 2}},
-    "train": {"max_tokens": 2048, "max_steps": 1000, "lr": 0.001, "warmup_steps": 200,
-              "checkpoint_every": 250, "validate_every": 500, "dev_bleu_sentences": 100,
-              "device": "cpu", "threads": 1},
-    # The inner loop is the adaptation's own optimizer and lr (Adam, 1e-3), so the init is meta-learned
-    # for the fine-tuning it will get. 200 meta-steps x 5 inner steps was chosen among six settings of
-    # the same de/fr token budget on the cs dev split (bench/meta_select.py, RESULTS.md); the run before
-    # used 100 x 10.
-    "meta": {**GPU["meta"], "meta_steps": 200, "tasks_per_step": 2, "inner_steps": 5, "inner_lr": 0.001,
-             "support_tokens": 1024, "query_tokens": 1024, "checkpoint_every": 40},
-    # Selection on greedy dev BLEU (300 cs val sentences): dev loss kept earlier steps in the first run.
-    "adapt": {"k": [500, 2000, 29000], "steps": 200, "lr": 0.001, "max_tokens": 1024, "seeds": [1, 2, 3, 4],
-              "eval_sentences": 0, "select_every": 20, "select_metric": "dev_bleu", "select_sentences": 300},
-    "evaluate": {"beam_size": 1},
-}
-SMOKE = {
-    **GPU,
-    "tokenizer": {"vocab_size": 1000, "sample_sentences": 20000},
-    "model": {"arch": "transformer", "transformer": {"d_model": 32, "ffn_dim": 64, "heads": 2,
-                                                     "encoder_layers": 1, "decoder_layers": 1}},
-    "train": {"max_tokens": 1024, "max_steps": 20, "warmup_steps": 5, "checkpoint_every": 10,
-              "validate_every": 10, "dev_bleu_sentences": 5, "device": "cpu", "threads": 1},
-    "meta": {**GPU["meta"], "meta_steps": 4, "tasks_per_step": 2, "inner_steps": 1,
-             "support_tokens": 512, "query_tokens": 512, "checkpoint_every": 2},
-    "adapt": {"k": [50, 200], "steps": 5, "max_tokens": 1024, "seeds": [1, 2], "eval_sentences": 20,
-              "select_every": 2},
-    "evaluate": {"beam_size": 1},
-}
-PRESETS = {"gpu": GPU, "cpu": CPU, "smoke": SMOKE}
 DEV_BLEU_SENTENCES = 300  # per pair, greedy: shows the transfer model is a real en->de/fr model
 
 
@@ -159,16 +108,38 @@ def verdict(cs_rows: dict, mean: str = "bleu_mean", baseline: str = "transfer") 
     return met, notes
 
 
-def render(preset: str, args_line: str, params, results: dict, train_metrics: dict, meta_metrics: dict,
-           dev_bleu: dict, dev_n: int, timings: dict, n_params: int, matched: dict | None = None) -> str:
-    """The section's Markdown. `matched` (optional): the adapt results of the budget-matched transfer
-    init ({"results": adapt results with a transfer row per K, "steps": its train steps})."""
+@dataclass(frozen=True)
+class Matched:
+    """The budget-matched transfer baseline: its train steps and its adapt stage's results.json."""
+    steps: int
+    adapt: dict
+
+
+@dataclass(frozen=True)
+class MetaRun:
+    """What the run's stages wrote, read once: train_state.json, meta_state.json, adapt's results.json;
+    plus each init's greedy dev BLEU per de/fr pair (init -> target -> BLEU) and seconds per stage."""
+    params: Params
+    train: dict
+    meta: dict
+    adapt: dict
+    dev_bleu: dict[str, dict[str, float]]
+    dev_n: int
+    seconds: dict[str, float]
+    matched: Matched | None = None
+
+
+def render(preset: str, args_line: str, run: MetaRun) -> str:
+    """The section's Markdown."""
+    params, results, train_metrics, meta_metrics = run.params, run.adapt, run.train, run.meta
+    dev_bleu, dev_n, timings, matched = run.dev_bleu, run.dev_n, run.seconds, run.matched
+    n_params = int(train_metrics.get("parameters") or 0)
     cs = results["languages"]["cs"]
     k_rows = sorted(cs["k"].items(), key=lambda kv: int(kv[0]))
     seeds = list(params.adapt.seeds)
     m, t, a, mc = params.model.transformer, params.train, params.adapt, params.meta
     meta_tokens = meta_padded_tokens(mc)
-    reused = results.get("runs_reused", 0) + ((matched or {}).get("results") or {}).get("runs_reused", 0)
+    reused = results.get("runs_reused", 0) + (matched.adapt.get("runs_reused", 0) if matched else 0)
     met, notes = verdict(cs["k"])
     selecting = bool(a.select_every)
     out = [
@@ -238,9 +209,9 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
         out += ["", f"At the last step instead of the dev-selected one: {last_status}. "
                 + "; ".join(last_notes) + "."]
     if matched is not None:
-        m_rows = matched["results"]["languages"]["cs"]["k"]
-        out += ["", f"Budget-matched transfer: the train stage continued to {matched['steps']} steps "
-                f"({matched['steps'] * t.max_tokens:,} padded tokens, as many as transfer plus meta-learning), then "
+        m_rows = matched.adapt["languages"]["cs"]["k"]
+        out += ["", f"Budget-matched transfer: the train stage continued to {matched.steps} steps "
+                f"({matched.steps * t.max_tokens:,} padded tokens, as many as transfer plus meta-learning), then "
                 "the same adaptation and seeds. Meta-learning must beat this, not only the shorter transfer, "
                 "to show it is more than extra training"
                 + (f"; de/fr dev BLEU {', '.join(f'en->{k} {v:.2f}' for k, v in sorted(dev_bleu['matched'].items()))}"
@@ -267,7 +238,7 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
         for key, row in k_rows:
             cells = [paired(row["meta"]["bleu"], row["transfer"]["bleu"])]
             if matched is not None:
-                cells.append(paired(row["meta"]["bleu"], matched["results"]["languages"]["cs"]["k"][key]["transfer"]["bleu"]))
+                cells.append(paired(row["meta"]["bleu"], matched.adapt["languages"]["cs"]["k"][key]["transfer"]["bleu"]))
             out.append(f"| {row['k_used']} | " + " | ".join(cells) + " |")
     out += ["", "Transfer - scratch BLEU (what multilingual pre-training buys at this budget): "
             + ", ".join(gains) + "."]
@@ -279,149 +250,69 @@ def render(preset: str, args_line: str, params, results: dict, train_metrics: di
     return "\n".join(out) + "\n"
 
 
-def with_overrides(preset: dict, overrides: list[str]) -> dict:
-    """A copy of `preset` with each "section.key=value" applied (the value read as YAML)."""
-    import copy
-
-    import yaml
-
-    out = copy.deepcopy(preset)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. meta.meta_steps=200")
-        *parents, leaf = key.split(".")
-        node = out
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise SystemExit(f"--set {item!r}: {name} is not a section")
-        node[leaf] = yaml.safe_load(value)
-    return out
 
 
-def _reuse(timings: dict, earlier: dict, phase: str) -> None:
-    """Report the wall time of the earlier run that did `phase` (this run only reloaded its output)."""
-    was = earlier.get(phase, earlier.get(f"{phase} (earlier run)"))
-    if was is not None:
-        del timings[phase]
-        timings[f"{phase} (earlier run)"] = was
+def dev_bleu(params: Params, paths: Paths, init_dir: Path, n: int) -> dict[str, float]:
+    """The init's greedy BLEU on the first `n` dev sentences of each meta-training pair (never cs, never test)."""
+    import torch
+
+    from babelflow.data import read_parallel
+    from babelflow.models import load_model
+    from babelflow.tokenizer import Tokenizer
+    from babelflow.validation import dev_bleu as greedy
+
+    device = "cuda" if params.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+    model, tok = load_model(init_dir, device), Tokenizer(paths.tokenizer / "spm.model")
+    folders = {lang: paths.clean / params.languages.pair(lang) for lang in params.languages.targets}
+    return {lang: round(greedy(model, tok, {lang: read_parallel(f / "dev.src", f / "dev.tgt")}, n) or 0.0, 2)
+            for lang, f in folders.items()}
+
+
+def matched_transfer(preset: str, args, params: Params, paths: Paths) -> tuple[Matched, Paths, dict]:
+    """A second project beside the first whose train stage continues the transfer run (same fingerprint:
+    inverse-sqrt does not depend on max_steps) to as many padded tokens as transfer plus meta-learning,
+    then adapts it alone; the transfer init itself stays as it was."""
+    steps = matched_train_steps(params)
+    longer = preset_params(f"meta-{preset}", [*args.overrides, f"train.max_steps={steps}", "adapt.inits=[transfer]"],
+                           args.corpus)
+    other = Paths(paths.root / "matched")
+    for folder in (paths.clean, paths.tokenizer, paths.checkpoints("train")):
+        target = other.root / folder.relative_to(paths.root)
+        if not target.exists():  # a rerun continues its own checkpoints
+            shutil.copytree(folder, target)
+    other, seconds = run_stages(longer, other.root, ["train", "adapt"])
+    return Matched(steps, read_json(other.adapt / "results.json")), other, seconds
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "multi30k"))
-    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "babelflow_meta_bench"))
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
-    ap.add_argument("--smoke", action="store_true", help="same as --preset smoke")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one preset value, e.g. meta.meta_steps=200 (YAML value; repeatable)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(ap, ["cpu", "gpu", "smoke"], "gpu", str(Path(tempfile.gettempdir()) / "babelflow_meta_bench"))
     ap.add_argument("--matched-transfer", action="store_true",
                     help="also adapt from the train stage continued for as many padded tokens as meta-learning "
                          "added (the budget-matched transfer baseline)")
-    ap.add_argument("--results", default=None,
-                    help="markdown file whose issue-6 section is replaced (default bench/RESULTS.md; "
-                         "for --smoke a copy under --work)")
+    ap.add_argument("--results", default=None, help="markdown file whose issue-6 section is replaced (default "
+                                                    "bench/RESULTS.md; for --preset smoke a copy under --work)")
     args = ap.parse_args()
-    preset = "smoke" if args.smoke else args.preset
-
-    import torch
-
-    from babelflow.io import write_json, write_text
-    from babelflow.adapt import adapt_experiment
-    from babelflow.meta.train import meta_train
-    from babelflow.models import load_model
-    from babelflow.tokenizer import reuse_or_train_tokenizer
-    from babelflow.validation import dev_bleu as greedy_dev_bleu
-    from babelflow.train import train_model
-    from babelflow.data import read_parallel
-
-    params = parse_params(with_overrides(PRESETS[preset], args.set))
-    corpus, work = Path(args.corpus), Path(args.work) / preset
-    clean, tok_dir = work / "clean", work / "tokenizer"
-    build_clean(corpus, clean, ["de", "fr", "cs"], 2000 if preset == "smoke" else None)
-    timings: dict = {}
-    # Train and meta resume from their final checkpoints when rerun with the same params (e.g. another
-    # adapt setting); their wall time is then the one recorded by the run that did the work.
-    earlier = {}
-    if (work / "results.json").is_file():
-        earlier = json.loads((work / "results.json").read_text(encoding="utf-8")).get("timings_s", {})
-    t = time.monotonic()
-    texts = {"en": clean / "en-de" / "train.src"}
-    texts.update({lang: clean / f"en-{lang}" / "train.tgt" for lang in ("de", "fr", "cs")})
-    tokenizer, tokenizer_done = reuse_or_train_tokenizer(texts, tok_dir, params.tokenizer, ["de", "fr", "cs"],
-                                                         params.seed)
-    timings["tokenizer"] = round(time.monotonic() - t)
-    if tokenizer_done:
-        _reuse(timings, earlier, "tokenizer")
-    t = time.monotonic()
-    train_metrics = train_model(params, clean, tokenizer, work / "train", work / "ckpt_train", work / "plots")
-    timings["train"] = round(time.monotonic() - t)
-    if not train_metrics.get("tokens_per_s"):  # nothing trained: resumed at the end
-        _reuse(timings, earlier, "train")
-    t = time.monotonic()
-    meta_metrics = meta_train(params, clean, tokenizer, work / "train", work / "meta", work / "ckpt_meta", print)
-    timings["meta"] = round(time.monotonic() - t)
-    if meta_metrics.get("resumed_from") == params.meta.meta_steps:
-        _reuse(timings, earlier, "meta")
-
-    inits = [("transfer", work / "train"), ("meta", work / "meta")]
-    matched_steps = matched_train_steps(params)
-    if args.matched_transfer:
-        # Continues the transfer run (same fingerprint: inverse-sqrt does not depend on max_steps) from
-        # a copy of its checkpoints, so the transfer init itself stays as it was.
-        import shutil
-
-        long_params = parse_params(with_overrides(PRESETS[preset], args.set + [f"train.max_steps={matched_steps}"]))
-        if not (work / "ckpt_train_matched").exists():
-            shutil.copytree(work / "ckpt_train", work / "ckpt_train_matched")
-        t = time.monotonic()
-        matched_metrics = train_model(long_params, clean, tokenizer, work / "train_matched",
-                                      work / "ckpt_train_matched", work / "plots_matched")
-        timings["train_matched"] = round(time.monotonic() - t)
-        if not matched_metrics.get("tokens_per_s"):
-            _reuse(timings, earlier, "train_matched")
-        inits.append(("matched", work / "train_matched"))
-
-    # Per-pair dev BLEU of the inits on the meta-training pairs (dev only, never cs test).
-    t = time.monotonic()
-    dev_n = 20 if preset == "smoke" else DEV_BLEU_SENTENCES
-    dev_bleu: dict = {}
-    for init, folder in inits:
-        model = load_model(folder, "cpu" if params.train.device == "cpu" else
-                           ("cuda" if torch.cuda.is_available() else "cpu"))
-        dev_bleu[init] = {}
-        for lang in params.languages.targets:
-            pairs = read_parallel(clean / f"en-{lang}" / "dev.src", clean / f"en-{lang}" / "dev.tgt")
-            dev_bleu[init][lang] = round(greedy_dev_bleu(model, tokenizer, {lang: pairs}, dev_n) or 0.0, 2)
-        print(f"dev BLEU {init}: {dev_bleu[init]}", flush=True)
-        del model
-    timings["dev_bleu"] = round(time.monotonic() - t)
-
-    t = time.monotonic()
-    # Fine-tuning runs whose inputs are unchanged (same init weights, settings, seed, host) are reused,
-    # so trying another meta setting redoes only the meta init's runs.
-    runs = work / "adapt_runs"
-    results = adapt_experiment(params, clean, tokenizer, work / "train", work / "meta", print, run_cache=runs)
-    timings["adapt"] = round(time.monotonic() - t)
+    preset = args.preset
+    params = preset_params(f"meta-{preset}", args.overrides, args.corpus)
+    paths, seconds = run_stages(params, Path(args.work) / preset,
+                                ["collect", "clean", "tokenize", "train", "meta", "adapt"])
+    inits = {"transfer": paths.train, "meta": paths.meta}
     matched = None
     if args.matched_transfer:
-        t = time.monotonic()
-        only_transfer = parse_params(with_overrides(PRESETS[preset], args.set + ["adapt.inits=[transfer]"]))
-        matched = {"steps": matched_steps, "results": adapt_experiment(
-            only_transfer, clean, tokenizer, work / "train_matched", work / "meta", print, run_cache=runs)}
-        timings["adapt_matched"] = round(time.monotonic() - t)
-    n_params = int(train_metrics.get("parameters") or 0)
-    write_json(work / "results.json", {"adapt": results, "train": train_metrics, "meta": meta_metrics,
-                                       "dev_bleu": dev_bleu, "timings_s": timings, "matched": matched})
-
-    args_line = "nice -n 10 .venv/bin/python bench/meta_multi30k.py " + (
-        "--smoke" if preset == "smoke" else f"--preset {preset}") + "".join(f" --set {shlex.quote(o)}" for o in args.set) + (
-        " --matched-transfer" if args.matched_transfer else "")
-    body = render(preset, args_line, params, results, train_metrics, meta_metrics, dev_bleu, dev_n, timings,
-                  n_params, matched)
+        matched, other, more = matched_transfer(preset, args, params, paths)
+        inits["matched"] = other.train
+        seconds.update({f"{stage}_matched": s for stage, s in more.items()})
+    dev_n = 20 if preset == "smoke" else DEV_BLEU_SENTENCES
+    bleu = {init: dev_bleu(params, paths, folder, dev_n) for init, folder in inits.items()}
+    run = MetaRun(params, read_json(paths.train / "train_state.json"), read_json(paths.meta / "meta_state.json"),
+                  read_json(paths.adapt / "results.json"), bleu, dev_n, seconds, matched)
+    args_line = (f"nice -n 10 .venv/bin/python bench/meta_multi30k.py --preset {preset}"
+                 + "".join(f" --set {shlex.quote(o)}" for o in args.overrides)
+                 + (" --matched-transfer" if args.matched_transfer else ""))
+    body = render(preset, args_line, run)
     target = Path(args.results) if args.results else (
-        work / "RESULTS.smoke.md" if preset == "smoke" else ROOT / "bench" / "RESULTS.md")
+        paths.root / "RESULTS.smoke.md" if preset == "smoke" else ROOT / "bench" / "RESULTS.md")
     source = ROOT / "bench" / "RESULTS.md" if preset == "smoke" and not args.results else target
     write_text(target, replace_section(source.read_text(encoding="utf-8"), SECTION, body))
     print(body)

@@ -8,20 +8,23 @@ of the weights kept is recorded. The transfer init and the budget-matched transf
 test file is opened. A variant may not train on more de/fr tokens than the preset's meta-learning,
 so the preset's budget-matched transfer baseline still covers it.
 
-    python bench/meta_multi30k.py --preset cpu --matched-transfer   # builds the inits (or reuses them)
+    python bench/meta_multi30k.py --preset cpu --matched-transfer   # builds the inits (its project folder)
     python bench/meta_select.py --preset cpu --refs --variant fomaml meta.algorithm=fomaml \\
         meta.meta_steps=90 meta.outer_lr=0.001
     python bench/meta_select.py --preset cpu --report   # table of every variant scored so far, into
                                                         # the dev-selection section of bench/RESULTS.md
 
-Variants are cached under <work>/<preset>/select/<name>/, so two processes can score different
-variants at once (one core each) and `--report` collects them.
+    options: --work DIR --k 500 2000 --results FILE --corpus DIR
+
+Each variant is a project folder <work>/<preset>/select/<name>/ whose data/clean, data/tokenizer and
+data/train are meta_multi30k.py's (linked); its meta stage runs there and its scores go to dev.json
+beside it, so two processes can score different variants at once (one core each) and `--report`
+collects them. A row whose transfer init is not today's is left out of the report, named.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 import tempfile
@@ -31,25 +34,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from babelflow.config import parse_params  # noqa: E402
+from babelflow.io import read_json  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
-from bench.meta_multi30k import PRESETS, DEV_BLEU_SENTENCES, meta_padded_tokens, with_overrides  # noqa: E402
+from bench.meta_multi30k import DEV_BLEU_SENTENCES, meta_padded_tokens  # noqa: E402
+from bench.pipeline import CORPUS, preset_params, run_stages  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
+from tasks._common import Paths  # noqa: E402
 
 SECTION = "## Choosing the meta-learning setting on dev (issue 6): `bench/meta_select.py`"
 GOAL_KS = (500, 2000)
 # Inits meta_multi30k.py built, scored as they are -> their folder under the work dir ("meta": the preset's).
-REFS = {"transfer": "train", "matched": "train_matched", "meta": "meta"}
+REFS = {"transfer": "data/train", "matched": "matched/data/train", "meta": "data/meta"}
+SHARED = ("data/clean", "data/tokenizer", "data/train")  # what a variant's project takes from the main one
 
 
-def variant_params(preset: str, overrides: list[str]):
+def variant_params(preset: str, overrides: list[str], corpus=CORPUS):
     """The preset's params with `overrides`; refuses a variant that trains on more de/fr tokens
     than the preset's meta-learning (the budget-matched baseline would not cover it)."""
     for item in overrides:
         if not item.startswith("meta."):
             raise SystemExit(f"--variant {item!r}: only meta.* values may change (the adaptation is the yardstick)")
-    base = parse_params(PRESETS[preset])
-    params = parse_params(with_overrides(PRESETS[preset], overrides))
+    base, params = preset_params(f"meta-{preset}", (), corpus), preset_params(f"meta-{preset}", overrides, corpus)
     if meta_padded_tokens(params.meta) > meta_padded_tokens(base.meta):
         raise SystemExit(f"variant {overrides}: {meta_padded_tokens(params.meta):,} padded de/fr tokens, more than "
                          f"the preset's {meta_padded_tokens(base.meta):,}; lower meta.meta_steps")
@@ -109,56 +114,52 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
     return out
 
 
-def cache_key(name: str, overrides: list[str], params, ks: list[int], work: Path) -> dict:
+def record_key(name: str, overrides: list[str], params, ks: list[int], work: Path) -> dict:
     """What a row's scores depend on besides the adaptation code: its meta settings, K, seeds and the
     weights it starts from (a reference init's own, or the transfer init a variant meta-trains from),
-    so retraining either cannot pass old scores off as the new init's."""
+    so the report can tell a row of an older init from today's."""
     from babelflow.io import sha256_file
 
     trained_meta = name not in REFS or name == "meta"
-    start = work / (REFS[name] if name in REFS else "train") / "model.safetensors"
+    start = work / (REFS[name] if name in REFS else "data/train") / "model.safetensors"
     return {"overrides": overrides, "k": ks, "seeds": list(params.adapt.seeds),
             "meta": meta_settings(params) if trained_meta else None, "start_sha256": sha256_file(start)}
 
 
-def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[int], log) -> dict:
-    from babelflow.meta.train import meta_train
+def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[int], corpus, log) -> dict:
+    from babelflow.io import write_json
     from babelflow.tokenizer import Tokenizer
 
-    params = variant_params(preset, overrides)
+    params = variant_params(preset, overrides, corpus)
     if not params.adapt.select_every:
         raise SystemExit("the preset's adapt selects nothing on dev (adapt.select_every 0): nothing to compare")
-    clean, folder = work / "clean", work / "select" / name
-    tokenizer = Tokenizer(work / "tokenizer" / "spm.model", max_placeholders=params.tokenizer.max_placeholders)
-    key = cache_key(name, overrides, params, ks, work)
-    cache = folder / "dev.json"
-    if cache.is_file():
-        done = json.loads(cache.read_text(encoding="utf-8"))
-        if done.get("key") == key:
-            log(f"{name}: scored before ({cache})")
-            return done
-    t = time.monotonic()
+    project, folder = Paths(work), work / "select" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(project.tokenizer / "spm.model", max_placeholders=params.tokenizer.max_placeholders)
+    t, meta_metrics = time.monotonic(), None
     if name in REFS:
-        init_dir, meta_metrics = work / REFS[name], None
+        init_dir = work / REFS[name]
     else:
-        init_dir = folder / "meta"
-        meta_metrics = meta_train(params, clean, tokenizer, work / "train", init_dir, folder / "ckpt_meta", log)
+        for shared in SHARED:
+            (folder / shared).parent.mkdir(parents=True, exist_ok=True)
+            if not (folder / shared).exists():
+                (folder / shared).symlink_to(work.resolve() / shared)
+        init_dir = run_stages(params, folder, ["meta"])[0].meta
+        meta_metrics = read_json(init_dir / "meta_state.json")
     log(f"{name}: fine-tuning on en->cs, K {ks}, seeds {list(params.adapt.seeds)}")
-    scores = score_init(params, init_dir, clean, tokenizer, ks, log)
-    from babelflow.io import write_json
-
+    scores = score_init(params, init_dir, project.clean, tokenizer, ks, log)
+    key = record_key(name, overrides, params, ks, work)
     result = {"key": key, "name": name,
               "padded_tokens": meta_padded_tokens(params.meta) if key["meta"] is not None else None,
               "query_loss": ([meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]]
                              if meta_metrics else None),
               "wall_s": round(time.monotonic() - t), **scores}
-    write_json(cache, result)
+    write_json(folder / "dev.json", result)
     return result
 
 
 def render(preset: str, rows: list[dict], ks: list[int]) -> str:
-    params = parse_params(PRESETS[preset])
-    a = params.adapt
+    a = variant_params(preset, []).adapt
     metric = "dev BLEU" if a.select_metric == "dev_bleu" else "dev loss"
     head = ("| init | meta-learning | de/fr tokens added | de / fr dev BLEU of the init | "
             + " | ".join(f"cs {metric} kept, K={k}" for k in ks) + " | "
@@ -186,8 +187,9 @@ def render(preset: str, rows: list[dict], ks: list[int]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "babelflow_meta_bench"))
+    ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--preset", choices=["cpu", "gpu", "smoke"], default="cpu")
     ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [meta.KEY=VALUE ...]",
                     help="a meta-learning variant: a name, then the preset's meta values it changes")
@@ -200,19 +202,25 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
     args = ap.parse_args()
     work = Path(args.work) / args.preset
-    if not (work / "train" / "model.json").is_file():
-        raise SystemExit(f"{work / 'train'}: no transfer init; run bench/meta_multi30k.py --preset {args.preset} first")
+    if not (work / REFS["transfer"] / "model.json").is_file():
+        raise SystemExit(f"{work / REFS['transfer']}: no transfer init; run bench/meta_multi30k.py --preset {args.preset} first")
     todo = [(v[0], v[1:]) for v in args.variant]
     if args.refs:
         todo = [(name, []) for name in REFS if (work / REFS[name] / "model.json").is_file()] + todo
     for name, overrides in todo:
         if name in REFS and overrides:
             raise SystemExit(f"--variant {name}: the name is taken by a reference init")
-        run_one(name, overrides, args.preset, work, args.k, lambda m: print(m, flush=True))
+        run_one(name, overrides, args.preset, work, args.k, args.corpus, lambda m: print(m, flush=True))
     if args.report:
-        from babelflow.io import write_text
+        from babelflow.io import sha256_file, write_text
 
-        rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((work / "select").glob("*/dev.json"))]
+        rows = [read_json(p) for p in sorted((work / "select").glob("*/dev.json"))]
+        start = {name: sha256_file(work / folder / "model.safetensors") for name, folder in REFS.items()
+                 if (work / folder / "model.safetensors").is_file()}
+        stale = [r["name"] for r in rows if r["key"]["start_sha256"] != start.get(r["name"], start["transfer"])]
+        if stale:
+            print(f"left out, scored on init weights that have changed since: {', '.join(stale)}")
+        rows = [r for r in rows if r["name"] not in stale]
         rows.sort(key=lambda r: (list(REFS).index(r["name"]) if r["name"] in REFS else len(REFS), r["name"]))
         body = render(args.preset, rows, args.k)
         target = Path(args.results)

@@ -113,10 +113,12 @@ def stage_main(name: str, run: Callable[[Params, Paths], object]) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--root", default=".")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                        help="override one params value (YAML value; repeatable), e.g. train.max_steps=100")
     args = parser.parse_args()
     setup_logging()
     try:
-        params = load_params(args.params)
+        params = load_params(args.params, args.overrides)
         t0 = time.monotonic()
         log.info("stage %s: start", name)
         run(params, Paths(Path(args.root)))

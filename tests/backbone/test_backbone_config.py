@@ -249,3 +249,52 @@ def test_schedule_cron_and_timezone_are_checked_at_load(base, tmp_path, key, val
 def test_schedule_accepts_what_prefect_accepts(base, cron, timezone):
     base["schedule"].update(cron=cron, timezone=timezone)
     assert parse_params(base).schedule.timezone == timezone
+
+
+# ------------------------------------------------------------------ overrides: `--set section.key=value`
+def test_overrides_set_leaf_keys_as_yaml_values(repo_root):
+    params = load_params(repo_root / "params.yaml", ["train.max_steps=100", "languages.targets=[de,fr]",
+                                                     "model.transformer.d_model=128", "train.bf16=false"])
+    assert params.train.max_steps == 100 and params.languages.targets == ["de", "fr"]
+    assert params.model.transformer.d_model == 128 and params.train.bf16 is False
+    assert params.model.transformer.heads == load_params(repo_root / "params.yaml").model.transformer.heads
+
+
+def test_override_of_a_section_the_file_leaves_out(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("languages: {targets: [de]}\ncollect: {sources: [{type: gettext}]}\nadapt: {enabled: false}\n")
+    assert load_params(path, ["clean.min_tokens=2"]).clean.min_tokens == 2
+
+
+@pytest.mark.parametrize("override,named", [
+    ("train.max_stepz=100", "train.max_stepz: unknown key"),
+    ("trian.max_steps=100", "trian: unknown key"),
+    ("train.max_steps=-1", "train.max_steps: Input should be greater than 0"),
+    ("train.max_steps.x=1", "train.max_steps is not a section"),
+    ("train.max_steps", "expected section.key=value"),
+    ("=3", "expected section.key=value"),
+])
+def test_a_bad_override_is_one_line_naming_the_key(repo_root, override, named):
+    with pytest.raises(ConfigError) as exc:
+        load_params(repo_root / "params.yaml", [override])
+    assert named in str(exc.value) and "\n" not in str(exc.value)
+    assert "--set" in str(exc.value)
+
+
+def test_overrides_apply_before_validation(repo_root):
+    # Alone each value is refused (4 heads do not divide 130); together they are valid.
+    with pytest.raises(ConfigError, match="not divisible"):
+        load_params(repo_root / "params.yaml", ["model.transformer.d_model=130"])
+    params = load_params(repo_root / "params.yaml", ["model.transformer.d_model=130", "model.transformer.heads=2"])
+    assert params.model.transformer.d_model == 130
+
+
+def test_stage_main_takes_set(tmp_path, repo_root):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tasks.inputs", "--params", str(repo_root / "params.yaml"),
+                           "--root", str(tmp_path), "--set", "train.max_stepz=3"],
+                          cwd=repo_root, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "train.max_stepz: unknown key" in proc.stderr.strip().splitlines()[-1]

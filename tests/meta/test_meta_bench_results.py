@@ -1,15 +1,10 @@
 """bench/meta_multi30k.py rewrites only its own section of RESULTS.md and judges the goal right."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "meta_multi30k_bench", Path(__file__).resolve().parents[2] / "bench" / "meta_multi30k.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from babelflow.errors import ConfigError
+from bench import meta_multi30k as bench
 
 DOC = (
     "# Benchmark results\n\nintro\n\n"
@@ -65,12 +60,13 @@ def test_verdict_on_the_last_step_reads_the_last_step_scores():
 
 
 def test_set_overrides_one_value_and_leaves_the_preset_alone():
-    out = bench.with_overrides(bench.CPU, ["meta.meta_steps=300", "meta.algorithm=fomaml", "adapt.seeds=[3]"])
-    assert out["meta"]["meta_steps"] == 300 and out["meta"]["algorithm"] == "fomaml"
-    assert out["adapt"]["seeds"] == [3] and out["meta"]["inner_steps"] == bench.CPU["meta"]["inner_steps"]
-    assert bench.CPU["meta"]["meta_steps"] == 200
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        bench.with_overrides(bench.CPU, ["meta.meta_steps"])
+    base = bench.preset_params("meta-cpu")
+    out = bench.preset_params("meta-cpu", ["meta.meta_steps=300", "meta.algorithm=fomaml", "adapt.seeds=[3]"])
+    assert out.meta.meta_steps == 300 and out.meta.algorithm == "fomaml"
+    assert out.adapt.seeds == [3] and out.meta.inner_steps == base.meta.inner_steps
+    assert base.meta.meta_steps == 200
+    with pytest.raises(ConfigError, match="section.key=value"):
+        bench.preset_params("meta-cpu", ["meta.meta_steps"])
 
 
 def _entry(bleu: list[float], chrf: float = 20.0, last: list[float] | None = None, steps=(200, 200)) -> dict:
@@ -83,16 +79,15 @@ def _entry(bleu: list[float], chrf: float = 20.0, last: list[float] | None = Non
 
 @pytest.mark.parametrize("metric,named", [("dev_loss", "dev loss"), ("dev_bleu", "dev BLEU")])
 def test_render_names_the_selection_metric_and_judges_both_protocols(metric, named):
-    params = bench.parse_params(bench.with_overrides(bench.CPU, [f"adapt.select_metric={metric}"]))
+    params = bench.preset_params("meta-cpu", [f"adapt.select_metric={metric}"])
     rows = {str(k): {"k_used": k, "scratch": _entry([1.0, 1.2]), "transfer": _entry([3.0, 3.2]),
                      "meta": _entry([3.1, 3.3], last=[4.1, 4.3], steps=(160, 200)),
                      "meta_minus_transfer_bleu": 0.1} for k in (500, 2000, 29000)}
     results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}},
                "signatures": {"cs": {"bleu": "BLEU-SIG", "chrfpp": "CHRF-SIG"}}, "budget": {"device": "cpu"}}
-    body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1000},
-                        {"query_loss_first": 3.8, "query_loss_last": 3.7},
-                        {"transfer": {"de": 12.0, "fr": 17.0}, "meta": {"de": 11.0, "fr": 16.0}}, 300,
-                        {"train": 1}, 1000)
+    body = bench.render("cpu", "cmd", bench.MetaRun(
+        params, {"tokens_seen": 1000, "parameters": 1000}, {"query_loss_first": 3.8, "query_loss_last": 3.7}, results,
+        {"transfer": {"de": 12.0, "fr": 17.0}, "meta": {"de": 11.0, "fr": 16.0}}, 300, {"train": 1}))
     assert f"step each seed's {named} picked" in body
     assert "| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 3.20 ± 0.10 | +0.10 |" in body
     # The last-step table reads bleu_last, shows the steps kept (meta's first seed at 160) and the
@@ -105,16 +100,16 @@ def test_render_names_the_selection_metric_and_judges_both_protocols(metric, nam
 
 
 def test_matched_transfer_sees_as_many_padded_tokens_as_transfer_plus_meta():
-    params = bench.parse_params(bench.with_overrides(bench.CPU, ["meta.meta_steps=100", "meta.inner_steps=10"]))
+    params = bench.preset_params("meta-cpu", ["meta.meta_steps=100", "meta.inner_steps=10"])
     # 100 meta-steps x 2 tasks x 10 inner steps x 1024 tokens = 2,048,000 = 1000 more 2048-token steps.
     assert bench.meta_padded_tokens(params.meta) == 2_048_000
     assert bench.matched_train_steps(params) == 2000
-    odd = bench.parse_params(bench.with_overrides(bench.CPU, ["meta.meta_steps=3", "meta.inner_steps=3", "meta.support_tokens=1000"]))
+    odd = bench.preset_params("meta-cpu", ["meta.meta_steps=3", "meta.inner_steps=3", "meta.support_tokens=1000"])
     assert bench.matched_train_steps(odd) == 1000 + 9  # 18,000 tokens = 8.8 steps: rounded up
 
 
 def test_render_compares_meta_with_the_budget_matched_transfer():
-    params = bench.parse_params(bench.with_overrides(bench.CPU, ["adapt.select_metric=dev_bleu"]))
+    params = bench.preset_params("meta-cpu", ["adapt.select_metric=dev_bleu"])
     rows = {str(k): {"k_used": k, "scratch": _entry([1.0, 1.2]), "transfer": _entry([3.0, 3.2]),
                      "meta": _entry([4.4, 4.6], last=[4.5, 4.7]), "meta_minus_transfer_bleu": 1.4}
             for k in (500, 2000)}
@@ -122,9 +117,10 @@ def test_render_compares_meta_with_the_budget_matched_transfer():
                     "2000": {"transfer": _entry([3.3, 3.5], last=[3.6, 3.8])}}
     results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}}, "runs_reused": 4,
                "signatures": {"cs": {"bleu": "B", "chrfpp": "C"}}, "budget": {"device": "cpu"}}
-    body = bench.render("cpu", "cmd", params, results, {"tokens_seen": 1}, {"query_loss_first": 1, "query_loss_last": 1},
-                        {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {"adapt": 9}, 1,
-                        {"steps": 2000, "results": {"languages": {"cs": {"k": matched_rows}}, "runs_reused": 2}})
+    body = bench.render("cpu", "cmd", bench.MetaRun(
+        params, {"tokens_seen": 1, "parameters": 1}, {"query_loss_first": 1, "query_loss_last": 1}, results,
+        {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {"adapt": 9},
+        bench.Matched(2000, {"languages": {"cs": {"k": matched_rows}}, "runs_reused": 2})))
     assert "wall time adapt 9 s (6 fine-tuning runs reused from an earlier run with the same inputs)" in body
     # Per seed: meta [4.4, 4.6] against transfer [3.0, 3.2] is +1.4 on both seeds (no spread).
     assert "| K | meta - transfer | meta - matched transfer |" in body

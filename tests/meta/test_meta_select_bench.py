@@ -2,17 +2,13 @@
 report shows each init's dev scores (it never reads test)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench import meta_select as select
+
 _ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(_ROOT))
-_spec = importlib.util.spec_from_file_location("meta_select_bench", _ROOT / "bench" / "meta_select.py")
-select = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(select)
 
 
 def test_fomaml_counts_the_query_batches_it_trains_on():
@@ -37,7 +33,7 @@ def test_variant_may_not_change_the_adaptation():
 META = select.meta_settings(select.variant_params("cpu", []))
 
 
-def test_cache_key_settings_leave_out_checkpointing():
+def test_record_key_settings_leave_out_checkpointing():
     assert "checkpoint_every" not in META and META["meta_steps"] == 200 and META["inner_steps"] == 5
 
 
@@ -71,18 +67,18 @@ def test_scoring_reads_no_test_file():
     assert "test.src" not in source and "test.tgt" not in source and "score_on_test" not in source
 
 
-def test_cache_key_follows_the_start_weights_and_meta_settings(tmp_path):
-    for folder in ("train", "train_matched"):
-        (tmp_path / folder).mkdir()
+def test_record_key_follows_the_start_weights_and_meta_settings(tmp_path):
+    for folder in select.REFS.values():
+        (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "model.safetensors").write_bytes(b"weights of " + folder.encode())
     params = select.variant_params("cpu", [])
-    variant = select.cache_key("v", ["meta.meta_steps=100"], select.variant_params("cpu", ["meta.meta_steps=100"]),
-                               [500], tmp_path)
-    transfer = select.cache_key("transfer", [], params, [500], tmp_path)
-    matched = select.cache_key("matched", [], params, [500], tmp_path)
+    variant = select.record_key("v", ["meta.meta_steps=100"], select.variant_params("cpu", ["meta.meta_steps=100"]),
+                                [500], tmp_path)
+    transfer = select.record_key("transfer", [], params, [500], tmp_path)
+    matched = select.record_key("matched", [], params, [500], tmp_path)
     assert variant["meta"]["meta_steps"] == 100 and transfer["meta"] is None
     assert variant["start_sha256"] == transfer["start_sha256"] != matched["start_sha256"]
-    (tmp_path / "train" / "model.safetensors").write_bytes(b"retrained")  # a new transfer init
-    assert select.cache_key("transfer", [], params, [500], tmp_path) != transfer
-    assert select.cache_key("v", ["meta.meta_steps=100"], select.variant_params("cpu", ["meta.meta_steps=100"]),
-                            [500], tmp_path) != variant
+    (tmp_path / select.REFS["transfer"] / "model.safetensors").write_bytes(b"retrained")  # a new transfer init
+    assert select.record_key("transfer", [], params, [500], tmp_path) != transfer
+    assert select.record_key("v", ["meta.meta_steps=100"], select.variant_params("cpu", ["meta.meta_steps=100"]),
+                             [500], tmp_path) != variant

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from babelflow.config import parse_params
-from babelflow.trainer import lr_at, train_model
+from babelflow.train import train_model
+from babelflow.trainer import lr_at
 from tests.train.conftest import TINY_TRANSFORMER
 
 torch.set_num_threads(1)
