@@ -32,6 +32,24 @@ CHAR_LEVEL_LANGS = frozenset({"ja", "ko", "th", "lo", "km", "my"})
 ASIAN_TER_LANGS = frozenset({"zh", "ja", "ko"})
 
 
+# An output repeating one word this many times in a row is a decoding failure, not style ("Fehler bei
+# bei bei bei"). The evaluate stage counts such outputs and the model card states them: this is the one
+# definition both use.
+REPEAT_RUN = 4
+
+
+def repeats_a_word(text: str) -> bool:
+    """Whether `text` holds one whitespace-separated word REPEAT_RUN or more times in a row."""
+    words = text.split()
+    return any(len(set(words[i:i + REPEAT_RUN])) == 1 for i in range(len(words) - REPEAT_RUN + 1))
+
+
+def repetition(hyps: Sequence[str]) -> dict:
+    """How many of `hyps` repeat a word (`repeats`) and their share (None for no hypotheses)."""
+    k = sum(map(repeats_a_word, hyps))
+    return {"repeats": k, "repeats_share": k / len(hyps) if hyps else None}
+
+
 def single_line(text: str) -> str:
     return _LINE_BREAKS.sub(" ", text)
 

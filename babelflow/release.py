@@ -21,6 +21,7 @@ import yaml
 from babelflow.errors import InputError, IntegrityError
 from babelflow.io import atomic_dir, read_json, sha256_file, write_json, write_text
 from babelflow.languages import base_language
+from babelflow.metrics import REPEAT_RUN, repeats_a_word
 
 SUMS = "SHA256SUMS"
 REQUIRED_MODEL = ("model.safetensors", "model.json")
@@ -30,7 +31,6 @@ REQUIRED_TOKENIZER = ("spm.model", "spm.vocab")
 VERIFIED = ("model.safetensors", "model.json", "spm.model", "params.yaml")
 VOLATILE_KEYS = frozenset({"elapsed_s", "duration_s", "seconds", "timestamp", "time_s"})
 MAX_LISTED_INPUTS = 25  # a gettext manifest lists thousands of catalogs; the card shows the first few
-REPEAT_RUN = 4  # an output repeating one word this many times in a row is a decoding failure, not style
 LOW_BLEU = 10.0  # the usual rule of thumb: below 10 BLEU most outputs are not usable translations
 
 
@@ -347,10 +347,6 @@ def _lines(path: Path):
         raise InputError(path, "not valid UTF-8") from None
 
 
-def _repeats(words: list[str]) -> bool:
-    return any(len(set(words[i:i + REPEAT_RUN])) == 1 for i in range(len(words) - REPEAT_RUN + 1))
-
-
 def output_checks(hyp_path: Path, src_path: Path, ref_path: Path) -> dict | None:
     """Counts over a pair's test translations (line i of the .hyp translates line i of test.src): outputs
     repeating one word REPEAT_RUN+ times in a row, empty ones, copies of the source, ones with U+FFFD,
@@ -369,7 +365,7 @@ def output_checks(hyp_path: Path, src_path: Path, ref_path: Path) -> dict | None
         c["fffd"] += "\ufffd" in hyp
         c["hyp_words"] += len(words)
         c["ref_words"] += len(ref.split())
-        if _repeats(words):
+        if repeats_a_word(hyp):
             c["repeat"] += 1
             example = example or hyp
     return {**c, "repeat_example": example}
@@ -397,6 +393,9 @@ def _limitations_section(eval_metrics: Any, outputs: dict[str, dict] | None) -> 
                          + " | ".join(_share(o[k], o["n"]) for k in ("repeat", "empty", "copy", "fffd"))
                          + f" | {ratio} |")
         lines.append("")
+        total, repeat = sum(o["n"] for o in outputs.values()), sum(o["repeat"] for o in outputs.values())
+        lines += [f"In all, {repeat} of {total} test outputs ({_share(repeat, total)}) repeat one word "
+                  f"{REPEAT_RUN} or more times in a row.", ""]
         what = {"repeat": f"repeat one word {REPEAT_RUN} or more times in a row", "empty": "are empty",
                 "copy": "copy the source sentence unchanged",
                 "fffd": "contain U+FFFD (byte pieces that do not form valid UTF-8)"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from babelflow.config import ExternalTestSet, Params
 from babelflow.errors import BabelflowError, InputError, SourceUnavailableError
 from babelflow.io import atomic_dir, write_json, write_text
-from babelflow.metrics import NOT_SCORED, score, single_line
+from babelflow.metrics import NOT_SCORED, repetition, score, single_line
 from babelflow.report import plot_learning_curve, render_report
 from tasks._common import Paths, stage_main
 
@@ -85,12 +85,17 @@ def _external(ext: ExternalTestSet, params: Params) -> tuple[list[str], list[str
 
 
 def macro_average(metrics: dict[str, dict]) -> dict:
-    """Over the pairs that were scored (an empty test split is not a score of 0); "pairs" counts them."""
+    """Over the pairs that were scored (an empty test split is not a score of 0); "pairs" counts them.
+    `repeats` is not averaged but summed: the test outputs of every pair that repeat a word, with their
+    share of all test outputs."""
     scored = [m for m in metrics.values() if m["bleu"] is not None]
     n = len(scored)
+    outputs = sum(m["n"] for m in metrics.values())
+    repeats = sum(m.get("repeats", 0) for m in metrics.values())
     return {
         "pairs": n,
         **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrfpp", "ter")},
+        "repeats": repeats, "repeats_share": repeats / outputs if outputs else None,
     }
 
 
@@ -123,7 +128,7 @@ def run(params: Params, paths: Paths) -> dict:
                                 ev.max_sentences)
         log.info("%s: translating %d sentences (beam %d)", pair, len(src), ev.beam_size)
         hyps = _translate(model, tokenizer, src, tgt, params, str(paths.clean / pair / "test.src"))
-        pair_metrics[pair] = score(hyps, ref, tgt)
+        pair_metrics[pair] = {**score(hyps, ref, tgt), **repetition(hyps)}
         hyp_files[f"{pair}.hyp"] = hyps
         examples[pair] = list(zip(src, ref, hyps))[: ev.examples]
         if src:
@@ -135,7 +140,7 @@ def run(params: Params, paths: Paths) -> dict:
     for ext in ev.external:
         src, ref = _external(ext, params)
         hyps = _translate(model, tokenizer, src, ext.tgt, params, ext.src_path or f"{ext.sacrebleu} ({ext.tgt})")
-        external[ext.name] = {**score(hyps, ref, ext.tgt), "tgt": ext.tgt}
+        external[ext.name] = {**score(hyps, ref, ext.tgt), **repetition(hyps), "tgt": ext.tgt}
         hyp_files[f"external.{ext.name}.hyp"] = hyps
 
     macro = macro_average(pair_metrics)
