@@ -15,7 +15,9 @@ setup:
 
 # The whole default pipeline (gettext catalogs of this machine, no internet) through DVC, then the run
 # in one screen: scores per pair, the adaptation table, the release and how to translate with it.
+# RECIPE=NAME first makes recipes/NAME.yaml params.yaml (refused if params.yaml holds edits of yours).
 run: setup
+	$(if $(RECIPE),PATH="$(CURDIR)/$(VENV)/bin:$$PATH" babelflow recipe $(RECIPE))
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" babelflow summary
 

@@ -383,6 +383,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_pipeline(root, stages=args.stages or None)  # the run summary, or exit 1 or 2
 
 
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from babelflow.recipes import available, in_use, use_recipe
+
+    if args.name is None:
+        current = in_use(args.root)
+        for name in available(args.root):
+            print(name + (" (params.yaml)" if name == current else ""))
+        return 0
+    target = use_recipe(args.root, args.name)
+    print(f"{target}: recipe {args.name}; run it with `dvc repro` (or `make run`)")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from babelflow.summary import babelflow_command, load, render_markdown, render_text
     from tasks._common import Paths
@@ -533,6 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", nargs="*", default=None, metavar="STAGE",
                    help="subset of stages, in order (default: all)")
     p.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("recipe", help="make a recipe (recipes/NAME.yaml) the project's params.yaml",
+                       description=paragraph("Copy recipes/NAME.yaml to params.yaml after checking it, so `dvc repro` "
+                                             "runs it (`make run RECIPE=NAME` does both). params.yaml is replaced "
+                                             "only while it is a copy of a recipe: settings of your own are never "
+                                             "overwritten. Without NAME: list the recipes, marking the one in use."),
+                       epilog=examples("make run RECIPE=multi30k-ende", "babelflow recipe multi30k-ende && dvc repro",
+                                       "babelflow recipe"))
+    c.add_argument("name", nargs="?", default=None, metavar="NAME", help="recipe name (its file without .yaml)")
+    c.add_argument("--root", default=".", help="project root (default: .)")
+    c.set_defaults(func=cmd_recipe)
 
     m = sub.add_parser("summary", help="the last run's scores, adaptation table and release, in one screen",
                        description=paragraph("Per-pair BLEU / chrF++ / TER with n, the adaptation table and how "
