@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import random
+import tempfile
 import threading
 from array import array
 from dataclasses import dataclass
@@ -122,20 +123,34 @@ def read_parallel(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
     return list(zip(src, tgt))
 
 
-def load_examples(clean_dir, pair: str, split: str, tokenizer, max_len: int, limit: int | None = None) -> Examples:
-    """Encode `clean_dir/<pair>/<split>.{src,tgt}`; pairs with a side over `max_len` pieces are skipped.
-    (Goes once the callers read the encoded arrays: `load_encoded`.)"""
-    folder = Path(clean_dir) / pair
-    tgt_lang = pair.split("-", 1)[1]
-    out: list = []
-    for src, tgt in read_parallel(folder / f"{split}.src", folder / f"{split}.tgt"):
-        if limit is not None and len(out) >= limit:
-            break
-        src_ids, tgt_ids = tokenizer.encode_pair(src, tgt, tgt_lang)
-        if len(src_ids) > max_len or len(tgt_ids) > max_len:
-            continue
-        out.append((src_ids, tgt_ids))
-    return Examples.from_pairs(out)
+def encoded_for(clean_dir: str | Path, tokenizer, pairs: Sequence[str], encoded_dir: str | Path | None = None) -> Path:
+    """Where the encoded `pairs` are: `encoded_dir` (the encode stage's output), checked to be made by
+    `tokenizer`; or, for callers outside the pipeline that hold only the clean text (tests,
+    benchmarks, notebooks), an encoding of `clean_dir` made once per process into a temporary folder."""
+    from babelflow.encode import encode_corpus
+    from babelflow.io import sha256_file
+
+    sha = sha256_file(tokenizer.path)
+    if encoded_dir is not None:
+        manifest = Path(encoded_dir) / "manifest.json"
+        if not manifest.is_file():
+            raise InputError(manifest, "file not found; run the encode stage first")
+        m = read_json(manifest)
+        if (m.get("tokenizer_sha256"), m.get("max_placeholders")) != (sha, tokenizer.max_placeholders):
+            raise InputError(manifest, f"encoded with another tokenizer than {tokenizer.path}; run the encode stage again")
+        return Path(encoded_dir)
+    files = [Path(clean_dir) / pair / f"{split}.{side}" for pair in pairs for split in ("train", "dev", "test")
+             for side in ("src", "tgt")]
+    key = (str(Path(clean_dir).resolve()), sha, tokenizer.max_placeholders, tuple(pairs),
+           tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else None for f in files))
+    if key not in _ENCODED:
+        tmp = tempfile.TemporaryDirectory(prefix="babelflow-encoded-")  # removed when the process ends
+        encode_corpus(clean_dir, tmp.name, tokenizer.path, tokenizer.max_placeholders, list(pairs), workers=1)
+        _ENCODED[key] = tmp
+    return Path(_ENCODED[key].name)
+
+
+_ENCODED: dict[tuple, tempfile.TemporaryDirectory] = {}
 
 
 def load_encoded(encoded_dir: str | Path, pair: str, split: str, max_len: int, limit: int | None = None) -> Examples:

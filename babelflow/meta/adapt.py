@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from babelflow.config import Params
+from babelflow.data import Examples, shuffled
 from babelflow.errors import InputError
 from babelflow.meta.algorithms import autocast_for
 from babelflow.meta.train import as_logger, resolve_device, seed_all
@@ -33,11 +34,9 @@ INITS = ("scratch", "transfer", "meta")
 DECODING_KEYS = ("beam_size", "length_penalty", "max_length_ratio", "batch_sentences")
 
 
-def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
+def pick_k(examples: Examples, k: int, seed: int) -> Examples:
     """K examples drawn with `seed`; for one seed a smaller K is a prefix of a larger one."""
-    order = list(range(len(examples)))
-    random.Random(f"adapt:{seed}").shuffle(order)
-    return [examples[i] for i in order[:k]]
+    return examples[shuffled(random.Random(f"adapt:{seed}"), len(examples))[:k]]
 
 
 @dataclass
@@ -79,7 +78,7 @@ def finetune(
     torch.manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    batches = iter(TokenBatcher(list(examples), max_tokens, shuffle=True, seed=seed, infinite=True))
+    batches = iter(TokenBatcher(examples, max_tokens, shuffle=True, seed=seed, infinite=True))
     selecting = dev_score is not None and select_every > 0
     result = Finetuned(last_loss=float("nan"))
 
@@ -111,10 +110,10 @@ def finetune(
 
 
 def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, tokenizer: Any,
-               device: torch.device) -> Callable[[nn.Module], float] | None:
+               device: torch.device, encoded_dir: str | Path | None = None) -> Callable[[nn.Module], float] | None:
     """What `adapt.select_metric` asks for on the held-out pair's dev split, lower is better:
     the per-token loss, or minus the greedy BLEU; None when `adapt.select_every` is 0."""
-    from babelflow.data import TokenBatcher, load_examples, read_parallel
+    from babelflow.data import TokenBatcher, encoded_for, load_encoded, read_parallel
     from babelflow.train import dev_bleu, dev_loss
 
     cfg = params.adapt
@@ -122,12 +121,14 @@ def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, toke
         return None
     src = Path(clean_dir) / pair / "dev.src"
     limit = cfg.select_sentences or None
+    if not src.is_file():  # named as the clean text: the encoded split is missing with it
+        raise InputError(src, "file not found: adapt.select_every needs the dev split of the held-out pair")
     if cfg.select_metric == "dev_bleu":
         pairs = read_parallel(src, src.with_suffix(".tgt"))[:limit]
         if not pairs:
             raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
         return lambda model: -(dev_bleu(model, tokenizer, {lang: pairs}, len(pairs)) or 0.0)
-    examples = load_examples(clean_dir, pair, "dev", tokenizer, params.train.max_len, limit)
+    examples = load_encoded(encoded_for(clean_dir, tokenizer, [pair], encoded_dir), pair, "dev", params.train.max_len, limit)
     if not examples:
         raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
     batcher = TokenBatcher(examples, cfg.max_tokens, shuffle=False, seed=0)
@@ -256,12 +257,13 @@ def adapt_experiment(
     meta_dir: str | Path | None,
     log: logging.Logger | None = None,
     run_cache: str | Path | None = None,
+    encoded_dir: str | Path | None = None,
 ) -> dict:
     """Run the experiment; returns the content of results.json (see module docstring).
 
     `run_cache` (benchmarks): a folder where each fine-tuning run's scores are kept under a hash of
     everything it depends on, so a rerun that changes one init (or adds seeds) redoes only those runs."""
-    from babelflow.data import load_examples, read_parallel
+    from babelflow.data import encoded_for, load_encoded, read_parallel
 
     log = as_logger(log or _log)
     cfg, ev = params.adapt, params.evaluate
@@ -284,7 +286,8 @@ def adapt_experiment(
     reused = 0
     for lang in params.languages.heldout:
         pair = params.languages.pair(lang)
-        pool = load_examples(clean_dir, pair, "train", tokenizer, params.train.max_len)
+        encoded = encoded_for(clean_dir, tokenizer, [pair], encoded_dir)
+        pool = load_encoded(encoded, pair, "train", params.train.max_len)
         if not pool:
             raise InputError(Path(clean_dir) / pair / "train.src", "held-out pair has no training examples")
         test = read_parallel(Path(clean_dir) / pair / "test.src", Path(clean_dir) / pair / "test.tgt")
@@ -293,7 +296,7 @@ def adapt_experiment(
         if not test:
             raise InputError(Path(clean_dir) / pair / "test.src", "held-out pair has an empty test split")
         srcs, refs = [s for s, _ in test], [t for _, t in test]
-        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, device)
+        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, device, encoded)
 
         per_k: dict = {}
         for k in cfg.k:
