@@ -22,7 +22,6 @@ import logging
 import multiprocessing as mp
 import os
 import tempfile
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -30,6 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from babelflow.errors import InputError
+from babelflow.executor import DaskCluster, ordered_map
 from babelflow.io import sha256_file, write_json
 
 log = logging.getLogger("babelflow.encode")
@@ -161,37 +161,12 @@ class _Done:
         return self.value
 
 
-class DaskExecutor:
-    """The workers of the Dask distributed scheduler at `address`; the model goes to each once."""
-
-    def __init__(self, address: str, model: bytes):
-        from distributed import Client  # lazily: dask is needed only with an address
-
-        self.client = Client(address)
-        self.window = 2 * max(1, sum(self.client.nthreads().values()))
-        self.model = self.client.scatter(model, broadcast=True)
-
-    def submit(self, fn: Callable, *args):
-        # pure=False: every chunk is its own task, even two with equal lines.
-        return self.client.submit(fn, *args, pure=False)
-
-    def close(self) -> None:
-        self.client.close()
-
-
 def make_executor(address: str | None, workers: int, tok_key: tuple[str, int], model: bytes):
-    return DaskExecutor(address, model) if address else LocalExecutor(workers, tok_key, model)
-
-
-def ordered_map(executor, fn: Callable, jobs: Iterator[tuple], window: int) -> Iterator:
-    """fn(*job) for each job, results in job order, at most `window` in flight."""
-    pending: deque = deque()
-    for job in jobs:
-        pending.append(executor.submit(fn, *job))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    if not address:
+        return LocalExecutor(workers, tok_key, model)
+    cluster = DaskCluster(address)
+    cluster.model = cluster.share(model)  # each worker gets the model once, then builds it once
+    return cluster
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -218,7 +193,7 @@ def encode_split(executor, tok_key: tuple[str, int], dtype: np.dtype, folder: Pa
     try:
         jobs = ((tok_key, executor.model, dtype.str, tgt_lang, s, t)
                 for s, t in read_chunks(folder / f"{split}.src", folder / f"{split}.tgt", chunk_lines))
-        for ids_s, len_s, ids_t, len_t in ordered_map(executor, encode_chunk, jobs, executor.window):
+        for ids_s, len_s, ids_t, len_t in ordered_map(executor.submit, encode_chunk, jobs, executor.window):
             files["src.bin"].write(ids_s.tobytes())
             files["tgt.bin"].write(ids_t.tobytes())
             ends = np.stack([n_src + np.cumsum(len_s), n_tgt + np.cumsum(len_t)], axis=1).astype(np.int64)
