@@ -30,7 +30,7 @@ import numpy as np
 
 from babelflow.errors import InputError
 from babelflow.executor import DaskCluster, ordered_map
-from babelflow.io import sha256_file, write_json
+from babelflow.io import write_json
 
 log = logging.getLogger("babelflow.encode")
 
@@ -240,7 +240,3 @@ def encode_corpus(clean_dir: str | Path, out_dir: str | Path, tokenizer_path: st
         executor.close()
     write_json(out_dir / "manifest.json", manifest)
     return manifest
-
-
-def tokenizer_sha256(tokenizer_path: str | Path) -> str:
-    return sha256_file(tokenizer_path)
