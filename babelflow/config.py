@@ -196,6 +196,19 @@ class TokenizerConfig(Section):
     max_placeholders: int = Field(default=10, ge=0, le=100)
 
 
+# ------------------------------------------------------------------------------------------------ encode
+class EncodeConfig(Section):
+    workers: int = Field(default=0, ge=0)  # 0 = all cores; the bytes written do not depend on it
+    chunk_lines: int = Field(default=2_000, gt=0)
+
+
+# ---------------------------------------------------------------------------------------------- executor
+class ExecutorConfig(Section):
+    # A Dask distributed scheduler (tcp://host:8786) that clean and encode send their chunks to;
+    # null: local processes. The output bytes are the same either way.
+    address: str | None = None
+
+
 # ------------------------------------------------------------------------------------------------- model
 class TransformerConfig(Section):
     d_model: int = Field(default=256, gt=0)
@@ -466,6 +479,8 @@ class Params(Section):
     collect: CollectConfig
     clean: CleanConfig = CleanConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
+    encode: EncodeConfig = EncodeConfig()
+    executor: ExecutorConfig = ExecutorConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     meta: MetaConfig = MetaConfig()

@@ -1,28 +1,31 @@
-"""Training examples and token-budget batches.
+"""Encoded examples and token-budget batches, on numpy index arrays.
 
-Batches are built from length-sorted windows of a shuffled example list so padding stays small
-while the order stays random at the scale of the corpus. Every random choice derives from
-(seed, epoch), and the iterator's position (epoch, index) can be saved and restored, so a resumed
-run sees exactly the batches an uninterrupted one would.
+`load_encoded` opens one split written by `babelflow.encode` as memory-mapped arrays: no Python object
+per example, no start-up cost. `TokenBatcher` builds batches from length-sorted windows of a shuffled
+example order so padding stays small while the order stays random at the scale of the corpus. Every
+random choice derives from (seed, epoch) through Python's `random.Random` (shuffling index arrays,
+so the batches are those of the earlier list-based batcher), and the iterator's position (epoch, index)
+can be saved and restored, so a resumed run sees exactly the batches an uninterrupted one would.
+A background thread collates the next batches while the model computes.
 """
 from __future__ import annotations
 
+import queue
 import random
+import tempfile
+import threading
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from babelflow.errors import InputError
+from babelflow.io import read_json
 from babelflow.specials import BOS_ID, PAD_ID
-
-
-@dataclass(frozen=True)
-class Example:
-    src_ids: tuple[int, ...]  # <2tgt> ... EOS
-    tgt_ids: tuple[int, ...]  # ... EOS (no BOS)
 
 
 @dataclass
@@ -40,23 +43,67 @@ class Batch:
             self.ntokens,
         )
 
+    def pin_memory(self) -> "Batch":
+        return Batch(self.src.pin_memory(), self.tgt_in.pin_memory(), self.tgt_out.pin_memory(), self.ntokens)
+
     def __len__(self) -> int:
         return self.src.size(0)
 
 
-def collate(examples: Sequence[Example]) -> Batch:
-    n = len(examples)
-    s = max(len(e.src_ids) for e in examples)
-    t = max(len(e.tgt_ids) for e in examples)
-    src = torch.full((n, s), PAD_ID, dtype=torch.long)
-    tgt_in = torch.full((n, t), PAD_ID, dtype=torch.long)
-    tgt_out = torch.full((n, t), PAD_ID, dtype=torch.long)
-    for i, e in enumerate(examples):
-        src[i, : len(e.src_ids)] = torch.tensor(e.src_ids, dtype=torch.long)
-        tgt_out[i, : len(e.tgt_ids)] = torch.tensor(e.tgt_ids, dtype=torch.long)
+def collate(rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> Batch:
+    """One padded batch of (source ids, target ids) rows."""
+    n = len(rows)
+    s = max(len(r[0]) for r in rows)
+    t = max(len(r[1]) for r in rows)
+    src = np.full((n, s), PAD_ID, dtype=np.int64)
+    tgt_in = np.full((n, t), PAD_ID, dtype=np.int64)
+    tgt_out = np.full((n, t), PAD_ID, dtype=np.int64)
+    ntokens = 0
+    for i, (a, b) in enumerate(rows):
+        src[i, : len(a)] = a
+        tgt_out[i, : len(b)] = b
         tgt_in[i, 0] = BOS_ID
-        tgt_in[i, 1 : len(e.tgt_ids)] = torch.tensor(e.tgt_ids[:-1], dtype=torch.long)
-    return Batch(src, tgt_in, tgt_out, sum(len(e.tgt_ids) for e in examples))
+        tgt_in[i, 1 : len(b)] = b[:-1]
+        ntokens += len(b)
+    return Batch(torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), ntokens)
+
+
+class Examples:
+    """Sentence pairs as token arrays (memory-mapped or in memory): `offsets[i]` is where pair i
+    starts in `src`/`tgt` (row n: the ends), `ids` the pairs kept, in order. Indexing with an int
+    gives (source ids, target ids); with an index array, the subset."""
+
+    def __init__(self, src: np.ndarray, tgt: np.ndarray, offsets: np.ndarray, ids: np.ndarray):
+        self.src, self.tgt, self.offsets = src, tgt, offsets
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.src_start = np.asarray(offsets[self.ids, 0])
+        self.tgt_start = np.asarray(offsets[self.ids, 1])
+        self.src_len = (np.asarray(offsets[self.ids + 1, 0]) - self.src_start).astype(np.int32)
+        self.tgt_len = (np.asarray(offsets[self.ids + 1, 1]) - self.tgt_start).astype(np.int32)
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> "Examples":
+        """In-memory examples from id sequences (tests, synthetic data)."""
+        lens = np.array([(len(s), len(t)) for s, t in pairs], dtype=np.int64).reshape(-1, 2)
+        offsets = np.concatenate([np.zeros((1, 2), np.int64), np.cumsum(lens, axis=0)])
+        src = np.array([i for s, _ in pairs for i in s], dtype=np.int64)
+        tgt = np.array([i for _, t in pairs for i in t], dtype=np.int64)
+        return cls(src, tgt, offsets, np.arange(len(pairs)))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):
+            s, t = self.src_start[i], self.tgt_start[i]
+            return self.src[s : s + self.src_len[i]], self.tgt[t : t + self.tgt_len[i]]
+        return Examples(self.src, self.tgt, self.offsets, self.ids[np.asarray(i, dtype=np.int64)])
+
+    def rows(self, positions: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [self[int(i)] for i in positions]
+
+    def collate(self, positions: Sequence[int]) -> Batch:
+        return collate(self.rows(positions))
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
@@ -76,19 +123,59 @@ def read_parallel(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
     return list(zip(src, tgt))
 
 
-def load_examples(clean_dir, pair: str, split: str, tokenizer, max_len: int, limit: int | None = None) -> list[Example]:
-    """Encode `clean_dir/<pair>/<split>.{src,tgt}`; pairs with a side over `max_len` pieces are skipped."""
-    folder = Path(clean_dir) / pair
-    tgt_lang = pair.split("-", 1)[1]
-    out: list[Example] = []
-    for src, tgt in read_parallel(folder / f"{split}.src", folder / f"{split}.tgt"):
-        if limit is not None and len(out) >= limit:
-            break
-        src_ids, tgt_ids = tokenizer.encode_pair(src, tgt, tgt_lang)
-        if len(src_ids) > max_len or len(tgt_ids) > max_len:
-            continue
-        out.append(Example(tuple(src_ids), tuple(tgt_ids)))
-    return out
+def encoded_for(clean_dir: str | Path, tokenizer, pairs: Sequence[str], encoded_dir: str | Path | None = None) -> Path:
+    """Where the encoded `pairs` are: `encoded_dir` (the encode stage's output), checked to be made by
+    `tokenizer`; or, for callers outside the pipeline that hold only the clean text (tests,
+    benchmarks, notebooks), an encoding of `clean_dir` made once per process into a temporary folder."""
+    from babelflow.encode import encode_corpus
+    from babelflow.io import sha256_file
+
+    sha = sha256_file(tokenizer.path)
+    if encoded_dir is not None:
+        manifest = Path(encoded_dir) / "manifest.json"
+        if not manifest.is_file():
+            raise InputError(manifest, "file not found; run the encode stage first")
+        m = read_json(manifest)
+        if (m.get("tokenizer_sha256"), m.get("max_placeholders")) != (sha, tokenizer.max_placeholders):
+            raise InputError(manifest, f"encoded with another tokenizer than {tokenizer.path}; run the encode stage again")
+        return Path(encoded_dir)
+    files = [Path(clean_dir) / pair / f"{split}.{side}" for pair in pairs for split in ("train", "dev", "test")
+             for side in ("src", "tgt")]
+    key = (str(Path(clean_dir).resolve()), sha, tokenizer.max_placeholders, tuple(pairs),
+           tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else None for f in files))
+    if key not in _ENCODED:
+        tmp = tempfile.TemporaryDirectory(prefix="babelflow-encoded-")  # removed when the process ends
+        encode_corpus(clean_dir, tmp.name, tokenizer.path, tokenizer.max_placeholders, list(pairs), workers=1)
+        _ENCODED[key] = tmp
+    return Path(_ENCODED[key].name)
+
+
+_ENCODED: dict[tuple, tempfile.TemporaryDirectory] = {}
+
+
+def load_encoded(encoded_dir: str | Path, pair: str, split: str, max_len: int, limit: int | None = None) -> Examples:
+    """`encoded_dir/<pair>/<split>`, memory-mapped; pairs with a side over `max_len` pieces are
+    skipped, and `limit` keeps the first that many of the rest."""
+    encoded_dir = Path(encoded_dir)
+    manifest_path = encoded_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise InputError(manifest_path, "file not found; run the encode stage first")
+    dtype = np.dtype(read_json(manifest_path)["dtype"])
+    folder = encoded_dir / pair
+    for name in (f"{split}.idx", f"{split}.src.bin", f"{split}.tgt.bin"):
+        if not (folder / name).is_file():
+            raise InputError(folder / name, "file not found; run the encode stage first")
+    offsets = _map(folder / f"{split}.idx", np.int64).reshape(-1, 2)
+    lens = np.diff(offsets, axis=0)
+    keep = np.flatnonzero((lens[:, 0] <= max_len) & (lens[:, 1] <= max_len))
+    if limit is not None:
+        keep = keep[:limit]
+    return Examples(_map(folder / f"{split}.src.bin", dtype), _map(folder / f"{split}.tgt.bin", dtype), offsets, keep)
+
+
+def _map(path: Path, dtype) -> np.ndarray:
+    # np.memmap refuses an empty file: an empty split is an empty array.
+    return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
 
 
 def temperature_counts(sizes: dict[str, int], temperature: float) -> dict[str, int]:
@@ -99,21 +186,44 @@ def temperature_counts(sizes: dict[str, int], temperature: float) -> dict[str, i
     return {lang: max(1, round(total * w / norm)) for lang, w in weights.items()}
 
 
+def shuffled(rng: random.Random, n: int) -> np.ndarray:
+    """The permutation `rng.shuffle` applies to any list of `n` items (8 bytes an item, no Python ints
+    kept): list[p[i]] is where item i of the shuffled list came from."""
+    order = array("q", range(n))
+    rng.shuffle(order)
+    return np.frombuffer(order, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    order: np.ndarray  # global example positions, batch after batch (unshuffled batches)
+    starts: np.ndarray  # batch b of `order` is order[starts[b]:starts[b+1]]
+    batches: np.ndarray  # the epoch's batch sequence (indices into starts)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def batch(self, i: int) -> np.ndarray:
+        b = self.batches[i]
+        return self.order[self.starts[b] : self.starts[b + 1]]
+
+
 class TokenBatcher:
     """Iterates `Batch`es of at most `max_tokens` padded tokens (max of source and target side).
 
-    `examples` is one list, or a dict language -> list mixed by temperature sampling (each epoch
-    re-draws which examples of an up/down-sampled language are used). With `infinite=True` the
-    iterator runs epoch after epoch. `rank`/`world_size` shard the batches for DDP: rank r of W takes
-    batches r, r+W, r+2W, ... of the one stream that runs across epochs, so W ranks drawing A
-    micro-batches a step train on the same A*W consecutive batches as one process accumulating A*W
-    (a per-epoch split would drop an epoch's odd batch and shift every step after it). The position
-    is that of the stream, the same on every rank and for any W.
+    `examples` is one `Examples`, a list of them (one pool, in that order), or a dict language ->
+    `Examples` mixed by temperature sampling (each epoch re-draws which examples of an
+    up/down-sampled language are used). With `infinite=True` the iterator runs epoch after epoch.
+    `rank`/`world_size` shard the batches for DDP: rank r of W takes batches r, r+W, r+2W, ... of the
+    one stream that runs across epochs, so W ranks drawing A micro-batches a step train on the same
+    A*W consecutive batches as one process accumulating A*W (a per-epoch split would drop an epoch's
+    odd batch and shift every step after it). The position is that of the stream, the same on every
+    rank and for any W, and counts the batches handed out, not those `prefetch` collated ahead.
     """
 
     def __init__(
         self,
-        examples: Sequence[Example] | dict[str, Sequence[Example]],
+        examples: Examples | Sequence[Examples] | dict[str, Examples],
         max_tokens: int,
         shuffle: bool,
         seed: int,
@@ -122,10 +232,26 @@ class TokenBatcher:
         window: int = 4096,
         rank: int = 0,
         world_size: int = 1,
+        prefetch: int = 2,
+        pin_memory: bool = False,
     ):
-        self.by_lang = {k: list(v) for k, v in sorted(examples.items())} if isinstance(examples, dict) else {"": list(examples)}
-        if not any(self.by_lang.values()):
+        if isinstance(examples, dict):
+            by_lang = {k: [v] for k, v in sorted(examples.items())}
+        else:
+            by_lang = {"": [examples] if isinstance(examples, Examples) else list(examples)}
+        self.parts = [part for parts in by_lang.values() for part in parts]
+        sizes = np.array([len(p) for p in self.parts], dtype=np.int64)
+        self.part_start = np.concatenate([[0], np.cumsum(sizes)])
+        # Each language's [start, end) of the global example positions, in sorted language order.
+        self.langs: dict[str, tuple[int, int]] = {}
+        i = 0
+        for lang, parts in by_lang.items():
+            self.langs[lang] = (int(self.part_start[i]), int(self.part_start[i + len(parts)]))
+            i += len(parts)
+        if not self.part_start[-1]:
             raise ValueError("TokenBatcher needs at least one example")
+        self.src_len = np.concatenate([p.src_len for p in self.parts])
+        self.tgt_len = np.concatenate([p.tgt_len for p in self.parts])
         self.max_tokens = max_tokens
         self.shuffle = shuffle
         self.seed = seed
@@ -134,10 +260,12 @@ class TokenBatcher:
         self.window = window
         self.rank = rank
         self.world_size = world_size
+        self.prefetch = prefetch
+        self.pin_memory = pin_memory
         self.epoch = 0
         self.index = 0  # next batch of the stream within the epoch
-        self._plan_epoch: int | None = None
-        self._plan: list[list[Example]] = []
+        self._plans: dict[int, _Plan] = {}
+        self._lock = threading.Lock()  # the prefetch thread plans too
 
     # -- position ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -148,68 +276,123 @@ class TokenBatcher:
         self.index = int(state["index"])
 
     # -- planning ---------------------------------------------------------------------------
-    def _epoch_examples(self, rng: random.Random) -> list[Example]:
-        if len(self.by_lang) == 1:
-            pool = list(next(iter(self.by_lang.values())))
-            if self.shuffle:
-                rng.shuffle(pool)
-            return pool
-        counts = temperature_counts({k: len(v) for k, v in self.by_lang.items()}, self.temperature)
-        pool = []
-        for lang, exs in self.by_lang.items():
+    def _epoch_examples(self, rng: random.Random) -> np.ndarray:
+        if len(self.langs) == 1:
+            pool = np.arange(int(self.part_start[-1]), dtype=np.int64)
+            return pool[shuffled(rng, len(pool))] if self.shuffle else pool
+        counts = temperature_counts({k: b - a for k, (a, b) in self.langs.items()}, self.temperature)
+        picks = []
+        for lang, (a, b) in self.langs.items():
             if lang not in counts:
                 continue
-            order = list(range(len(exs)))
-            if self.shuffle:
-                rng.shuffle(order)
-            pool.extend(exs[order[i % len(order)]] for i in range(counts[lang]))
-        if self.shuffle:
-            rng.shuffle(pool)
-        return pool
+            order = shuffled(rng, b - a) if self.shuffle else np.arange(b - a, dtype=np.int64)
+            picks.append(a + order[np.arange(counts[lang]) % (b - a)])
+        pool = np.concatenate(picks)
+        return pool[shuffled(rng, len(pool))] if self.shuffle else pool
 
-    def _pack(self, pool: list[Example]) -> list[list[Example]]:
-        batches: list[list[Example]] = []
-        for start in range(0, len(pool), self.window):
-            chunk = sorted(pool[start : start + self.window], key=lambda e: (len(e.tgt_ids), len(e.src_ids)))
-            cur: list[Example] = []
-            longest = 0
-            for ex in chunk:
-                size = max(len(ex.src_ids), len(ex.tgt_ids))
-                if cur and (len(cur) + 1) * max(longest, size) > self.max_tokens:
-                    batches.append(cur)
-                    cur, longest = [], 0
-                cur.append(ex)
+    def _pack(self, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sort each window of `pool` by (target, source) length (stably) and cut it greedily into
+        batches whose padded size stays within the budget; returns (order, batch starts)."""
+        src, tgt = self.src_len[pool].astype(np.int64), self.tgt_len[pool].astype(np.int64)
+        win = np.arange(len(pool), dtype=np.int64) // self.window
+        order = pool[np.lexsort((src, tgt, win))]  # lexsort is stable: ties keep the pool's order
+        sizes = np.maximum(self.src_len[order], self.tgt_len[order]).tolist()
+        starts = []
+        for w in range(0, len(sizes), self.window):
+            n = longest = 0
+            for pos in range(w, min(w + self.window, len(sizes))):
+                size = sizes[pos]
+                if n and (n + 1) * max(longest, size) > self.max_tokens:
+                    starts.append(pos - n)
+                    n = longest = 0
+                n += 1
                 longest = max(longest, size)
-            if cur:
-                batches.append(cur)
-        return batches
+            starts.append(pos + 1 - n)
+        starts.append(len(sizes))
+        return order, np.asarray(starts, dtype=np.int64)
 
-    def plan(self, epoch: int) -> list[list[Example]]:
-        """All batches of `epoch` (every rank's), as example lists (deterministic in seed and epoch)."""
-        if self._plan_epoch != epoch:
-            rng = random.Random(f"{self.seed}:{epoch}")
-            batches = self._pack(self._epoch_examples(rng))
-            if self.shuffle:
-                rng.shuffle(batches)
-            self._plan_epoch, self._plan = epoch, batches
-        return self._plan
+    def _plan(self, epoch: int) -> _Plan:
+        with self._lock:
+            if epoch not in self._plans:
+                rng = random.Random(f"{self.seed}:{epoch}")
+                order, starts = self._pack(self._epoch_examples(rng))
+                n = len(starts) - 1
+                batches = shuffled(rng, n) if self.shuffle else np.arange(n, dtype=np.int64)
+                if len(self._plans) >= 2:  # the consumer's epoch and the prefetcher's next one
+                    self._plans.pop(min(self._plans))
+                self._plans[epoch] = _Plan(order, starts, batches)
+            return self._plans[epoch]
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """All batches of `epoch` (every rank's), as arrays of example positions."""
+        p = self._plan(epoch)
+        return [p.batch(i) for i in range(len(p))]
 
     def __len__(self) -> int:
-        return len(self.plan(self.epoch))
+        return len(self._plan(self.epoch))
 
-    def _take(self) -> list[Example] | None:
-        """The stream's next batch (None where a finite stream ends), moving the position past it."""
-        if self.index == len(self.plan(self.epoch)):
-            if not self.infinite:
-                return None
-            self.epoch, self.index = self.epoch + 1, 0
-        self.index += 1
-        return self.plan(self.epoch)[self.index - 1]
+    def _collate(self, positions: np.ndarray) -> Batch:
+        parts = np.searchsorted(self.part_start, positions, side="right") - 1
+        rows = [self.parts[p][int(i - self.part_start[p])] for p, i in zip(parts.tolist(), positions.tolist())]
+        batch = collate(rows)
+        return batch.pin_memory() if self.pin_memory and torch.cuda.is_available() else batch
+
+    def _stream(self, epoch: int, index: int) -> Iterator[tuple[Batch | None, tuple[int, int]]]:
+        """(this rank's next batch, the stream position after its group), from position (epoch,
+        index); a finite stream ends with (None, (epoch + 1, 0)), its last incomplete group left out."""
+        while True:
+            mine = None
+            for r in range(self.world_size):
+                if index == len(self._plan(epoch)):
+                    if not self.infinite:
+                        yield None, (epoch + 1, 0)
+                        return
+                    epoch, index = epoch + 1, 0
+                if r == self.rank:
+                    mine = self._plan(epoch).batch(index)
+                index += 1
+            yield self._collate(mine), (epoch, index)
 
     def __iter__(self) -> Iterator[Batch]:
-        while True:
-            group = [self._take() for _ in range(self.world_size)]
-            if group[-1] is None:  # a finite stream's last, incomplete group: every rank stops here
-                self.epoch, self.index = self.epoch + 1, 0
+        stream = self._stream(self.epoch, self.index) if self.prefetch <= 0 else self._prefetched()
+        for batch, (self.epoch, self.index) in stream:
+            if batch is None:
                 return
-            yield collate(group[self.rank])
+            yield batch
+
+    def _prefetched(self) -> Iterator[tuple[Batch | None, tuple[int, int]]]:
+        """`_stream`, run `prefetch` batches ahead in a background thread (collation overlaps compute)."""
+        q: queue.Queue = queue.Queue(self.prefetch)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def produce(epoch: int, index: int) -> None:
+            try:
+                for item in self._stream(epoch, index):
+                    if not put(item) or item[0] is None:
+                        return
+            except BaseException as exc:  # handed to the consumer, raised there
+                put((exc, None))
+
+        thread = threading.Thread(target=produce, args=(self.epoch, self.index), daemon=True,
+                                  name="babelflow-batches")
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if isinstance(item[0], BaseException):
+                    raise item[0]
+                yield item
+                if item[0] is None:
+                    return
+        finally:
+            stop.set()
+            thread.join()

@@ -15,7 +15,7 @@ from torch import nn
 from babelflow.checkpoint import run_fingerprint, select_average
 from babelflow.curve import write_curve
 from babelflow.config import Params, TrainConfig
-from babelflow.data import TokenBatcher, load_examples, read_parallel
+from babelflow.data import TokenBatcher, encoded_for, load_encoded, read_parallel
 from babelflow.errors import InputError
 from babelflow.io import write_json
 from babelflow.loss import token_cross_entropy
@@ -115,12 +115,15 @@ def train_model(
     build: Callable[[Params, int], nn.Module] | None = None,
     save: Callable[[nn.Module, Path], None] | None = None,
     stop_at: int | None = None,
+    encoded_dir: str | Path | None = None,
 ) -> dict:
     """Train multilingually on `languages.targets` of `clean_dir`; returns the stage metrics.
 
     `build`/`save` replace `babelflow.models.build_model`/`save_model` (tests use tiny models).
     `stop_at` ends the run after that step as an interruption would (nothing final is written),
     which is how the exact-resume test stops a run.
+    The examples come from `encoded_dir` (the encode stage's arrays; see `data.encoded_for`), the dev
+    text for BLEU from `clean_dir`.
     """
 
     cfg = params.train
@@ -128,23 +131,24 @@ def train_model(
     rt = start(cfg.device, cfg.threads, bf16=cfg.bf16, bf16_cpu=cfg.bf16_cpu, distributed=True)
     langs = params.languages
     pairs = {lang: langs.pair(lang) for lang in langs.targets}
-    train_ex = {lang: load_examples(clean_dir, pair, "train", tokenizer, cfg.max_len) for lang, pair in pairs.items()}
+    encoded = encoded_for(clean_dir, tokenizer, list(pairs.values()), encoded_dir)
+    train_ex = {lang: load_encoded(encoded, pair, "train", cfg.max_len) for lang, pair in pairs.items()}
     if not any(train_ex.values()):
         raise InputError(clean_dir, "no training pairs within train.max_len for " + ", ".join(pairs.values()))
     dev_ex, dev_text = {}, {}
     for lang, pair in pairs.items():
         folder = Path(clean_dir) / pair
         if (folder / "dev.src").is_file():
-            dev_ex[lang] = load_examples(clean_dir, pair, "dev", tokenizer, cfg.max_len)
+            dev_ex[lang] = load_encoded(encoded, pair, "dev", cfg.max_len)
             dev_text[lang] = read_parallel(folder / "dev.src", folder / "dev.tgt")
-    dev_all = [e for lang in sorted(dev_ex) for e in dev_ex[lang]]
+    dev_all = [dev_ex[lang] for lang in sorted(dev_ex) if len(dev_ex[lang])]  # one pool
     if len(cfg.average_candidates) > 1 and not dev_text:
         raise InputError(clean_dir, "train.average_last lists candidates to choose on dev BLEU, but no pair has a dev split")
 
     seed_all(params.seed)
     model = (build or _default_build)(params, tokenizer.vocab_size).to(rt.device)
     batcher = TokenBatcher(train_ex, cfg.max_tokens, shuffle=True, seed=params.seed, temperature=cfg.temperature,
-                           infinite=True, rank=rt.rank, world_size=rt.world)
+                           infinite=True, rank=rt.rank, world_size=rt.world, pin_memory=rt.device.type == "cuda")
     validation = None
     if dev_all:
         dev_batcher = TokenBatcher(dev_all, cfg.max_tokens, shuffle=False, seed=0)

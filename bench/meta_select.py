@@ -81,8 +81,8 @@ def _mean_std(values: list[float]) -> dict:
 def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[int], log) -> dict:
     """The cs dev score (`adapt.select_metric`, as it reads: BLEU or loss) of the weights the adaptation
     keeps and of its last step, per K over the seeds; plus the init's own de/fr dev BLEU."""
-    from babelflow.data import load_examples, read_parallel
     from babelflow.adapt import dev_reading, dev_scorer, finetune_init
+    from babelflow.data import encoded_for, load_encoded, read_parallel
     from babelflow.runtime import start
     from babelflow.models import load_model
     from babelflow.validation import dev_bleu
@@ -90,7 +90,7 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
     rt = start(params.train.device, params.train.threads, bf16=params.train.bf16, bf16_cpu=params.train.bf16_cpu)
     device = rt.device
     pair = params.languages.pair("cs")
-    pool = load_examples(clean, pair, "train", tokenizer, params.train.max_len)
+    pool = load_encoded(encoded_for(clean, tokenizer, [pair]), pair, "train", params.train.max_len)
     ranked = dev_scorer(params, pair, "cs", clean, tokenizer, rt)
     metric = params.adapt.select_metric
     out: dict = {"metric": metric, "init_dev_bleu": {}, "k": {}}

@@ -46,7 +46,7 @@ CLIP = 1.0
 # ------------------------------------------------------------------------------------------- driver
 def make_batches(corpus: Path, n_sent: int, vocab: int, max_tokens: int, steps: int, work: Path):
     from babelflow.config import TokenizerConfig
-    from babelflow.data import TokenBatcher, load_examples
+    from babelflow.data import TokenBatcher, encoded_for, load_encoded
     from babelflow.tokenizer import Tokenizer, train_tokenizer
 
     src = (corpus / "train.en").read_text(encoding="utf-8").splitlines()[:n_sent]
@@ -58,7 +58,7 @@ def make_batches(corpus: Path, n_sent: int, vocab: int, max_tokens: int, steps: 
     clean.mkdir(parents=True)
     (clean / "train.src").write_text("\n".join(src) + "\n", encoding="utf-8")
     (clean / "train.tgt").write_text("\n".join(tgt) + "\n", encoding="utf-8")
-    examples = load_examples(work / "clean", "en-de", "train", tok, 128)
+    examples = load_encoded(encoded_for(work / "clean", tok, ["en-de"]), "en-de", "train", 128)
     batcher = TokenBatcher(examples, max_tokens, shuffle=True, seed=1, infinite=True)
     it = iter(batcher)
     return tok.vocab_size, [next(it) for _ in range(steps)]

@@ -26,7 +26,7 @@ from babelflow.config import load_params
 from babelflow.errors import BabelflowError, ConfigError
 
 # The DAG order of dvc.yaml. Kept explicit so each stage shows up as its own task run.
-STAGES = ["inputs", "collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
+STAGES = ["inputs", "collect", "clean", "tokenize", "encode", "train", "meta", "adapt", "evaluate", "release"]
 # Only collect can touch the network (url/sacrebleu sources): transient failures there are retried.
 NETWORK_STAGES = {"collect"}
 

@@ -66,7 +66,7 @@ def serve(cron: str | None, root: str = ".", name: str = "babelflow-nightly",
         name=name,
         schedules=schedules,
         parameters=parameters,
-        description="babelflow: collect -> clean -> tokenize -> train -> meta -> adapt -> evaluate -> release",
+        description="babelflow: collect -> clean -> tokenize -> encode -> train -> meta -> adapt -> evaluate -> release",
     )
 
 

@@ -44,6 +44,10 @@ class Paths:
         return self.data / "tokenizer"
 
     @property
+    def encoded(self) -> Path:
+        return self.data / "encoded"
+
+    @property
     def train(self) -> Path:
         return self.data / "train"
 

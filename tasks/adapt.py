@@ -64,7 +64,8 @@ def run(params: Params, paths: Paths) -> dict:
         raise InputError(spm_model, "missing tokenizer; run the tokenize stage first")
     with atomic_dir(paths.adapt) as out:
         tokenizer = Tokenizer(spm_model, max_placeholders=params.tokenizer.max_placeholders)
-        results = adapt_experiment(params, paths.clean, tokenizer, paths.train, paths.meta, log)
+        results = adapt_experiment(params, paths.clean, tokenizer, paths.train, paths.meta, log,
+                                   encoded_dir=paths.encoded)
         first = next(iter(results["languages"]))
         results["curve_language"] = first  # curve.csv holds one language: DVC plots want one x/y table
         results["enabled"] = True

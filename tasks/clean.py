@@ -10,7 +10,7 @@ from tasks._common import Paths, stage_main
 def run(params: Params, paths: Paths) -> dict:
     langs = params.languages
     with atomic_dir(paths.clean) as tmp:
-        report = clean_corpus(paths.raw, tmp, params.clean, langs.source, langs.all_targets)
+        report = clean_corpus(paths.raw, tmp, params.clean, langs.source, langs.all_targets, params.executor.address)
         write_json(tmp / "report.json", report)
     metrics = {
         "pairs": {pair: {split: {"in": r["in"], "out": r["out"], "removed": r["removed"]}

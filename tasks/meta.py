@@ -23,7 +23,7 @@ def run(params: Params, paths: Paths) -> dict:
         if params.meta.enabled:
             tokenizer = Tokenizer(spm_model, max_placeholders=params.tokenizer.max_placeholders)
             metrics = meta_train(params, paths.clean, tokenizer, paths.train, out,
-                                 paths.checkpoints("meta"), log)
+                                 paths.checkpoints("meta"), log, encoded_dir=paths.encoded)
         else:
             # Downstream stages (adapt) still need a model here; the metrics say it is not meta-learned.
             for name in ("model.safetensors", "model.json"):

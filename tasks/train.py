@@ -26,10 +26,10 @@ def run(params: Params, paths: Paths) -> dict:
         # Under torchrun only rank 0 writes; the others train into a throwaway folder.
         with tempfile.TemporaryDirectory(prefix="babelflow-rank-") as out:
             return train_model(params, paths.clean, tokenizer, out, paths.checkpoints("train"),
-                               paths.plots("train"), log=log.info)
+                               paths.plots("train"), log=log.info, encoded_dir=paths.encoded)
     with atomic_dir(paths.train) as out:
         metrics = train_model(params, paths.clean, tokenizer, out, paths.checkpoints("train"),
-                              paths.plots("train"), log=log.info)
+                              paths.plots("train"), log=log.info, encoded_dir=paths.encoded)
     write_metrics(paths, "train", metrics, keys=HEADLINE)
     return metrics
 

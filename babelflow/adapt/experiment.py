@@ -123,12 +123,13 @@ def adapt_experiment(
     meta_dir: str | Path | None,
     log: logging.Logger | None = None,
     run_cache: str | Path | None = None,
+    encoded_dir: str | Path | None = None,
 ) -> dict:
     """Run the experiment; returns the content of results.json (see module docstring).
 
     `run_cache` (benchmarks): a folder where each fine-tuning run's scores are kept under a hash of
     everything it depends on, so a rerun that changes one init (or adds seeds) redoes only those runs."""
-    from babelflow.data import load_examples, read_parallel
+    from babelflow.data import encoded_for, load_encoded, read_parallel
 
     log = as_logger(log or _log)
     cfg, ev = params.adapt, params.evaluate
@@ -151,7 +152,8 @@ def adapt_experiment(
     reused = 0
     for lang in params.languages.heldout:
         pair = params.languages.pair(lang)
-        pool = load_examples(clean_dir, pair, "train", tokenizer, params.train.max_len)
+        encoded = encoded_for(clean_dir, tokenizer, [pair], encoded_dir)
+        pool = load_encoded(encoded, pair, "train", params.train.max_len)
         if not pool:
             raise InputError(Path(clean_dir) / pair / "train.src", "held-out pair has no training examples")
         test = read_parallel(Path(clean_dir) / pair / "test.src", Path(clean_dir) / pair / "test.tgt")
@@ -160,7 +162,7 @@ def adapt_experiment(
         if not test:
             raise InputError(Path(clean_dir) / pair / "test.src", "held-out pair has an empty test split")
         srcs, refs = [s for s, _ in test], [t for _, t in test]
-        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, rt)
+        dev_score = dev_scorer(params, pair, lang, clean_dir, tokenizer, rt, encoded)
 
         per_k: dict = {}
         for k in cfg.k:

@@ -15,16 +15,15 @@ import torch
 from torch import nn
 
 from babelflow.config import Params
+from babelflow.data import Examples, shuffled
 from babelflow.errors import InputError
 from babelflow.runtime import Runtime, seed_all
 from babelflow.trainer import Stepped, Trainer, Validation
 
 
-def pick_k(examples: Sequence[Any], k: int, seed: int) -> list[Any]:
+def pick_k(examples: Examples, k: int, seed: int) -> Examples:
     """K examples drawn with `seed`; for one seed a smaller K is a prefix of a larger one."""
-    order = list(range(len(examples)))
-    random.Random(f"adapt:{seed}").shuffle(order)
-    return [examples[i] for i in order[:k]]
+    return examples[shuffled(random.Random(f"adapt:{seed}"), len(examples))[:k]]
 
 
 @dataclass
@@ -47,7 +46,7 @@ class FinetuneUpdate:
 
         self.model, self.rt, self.label_smoothing, self.clip_norm = model, rt, label_smoothing, clip_norm
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr)
-        self.batches = iter(TokenBatcher(list(examples), max_tokens, shuffle=True, seed=seed, infinite=True))
+        self.batches = iter(TokenBatcher(examples, max_tokens, shuffle=True, seed=seed, infinite=True))
         self.last_loss = float("nan")
 
     def __call__(self, step: int) -> Stepped:
@@ -118,10 +117,10 @@ def finetune(
 
 
 def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, tokenizer: Any,
-               rt: Runtime) -> Callable[[nn.Module], float] | None:
+               rt: Runtime, encoded_dir: str | Path | None = None) -> Callable[[nn.Module], float] | None:
     """What `adapt.select_metric` asks for on the held-out pair's dev split, lower is better:
     the per-token loss, or minus the greedy BLEU; None when `adapt.select_every` is 0."""
-    from babelflow.data import TokenBatcher, load_examples, read_parallel
+    from babelflow.data import TokenBatcher, encoded_for, load_encoded, read_parallel
     from babelflow.validation import dev_bleu, dev_loss
 
     cfg = params.adapt
@@ -129,12 +128,15 @@ def dev_scorer(params: Params, pair: str, lang: str, clean_dir: str | Path, toke
         return None
     src = Path(clean_dir) / pair / "dev.src"
     limit = cfg.select_sentences or None
+    if not src.is_file():  # named as the clean text: the encoded split is missing with it
+        raise InputError(src, "file not found: adapt.select_every needs the dev split of the held-out pair")
     if cfg.select_metric == "dev_bleu":
         pairs = read_parallel(src, src.with_suffix(".tgt"))[:limit]
         if not pairs:
             raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
         return lambda model: -(dev_bleu(model, tokenizer, {lang: pairs}, len(pairs)) or 0.0)
-    examples = load_examples(clean_dir, pair, "dev", tokenizer, params.train.max_len, limit)
+    examples = load_encoded(encoded_for(clean_dir, tokenizer, [pair], encoded_dir), pair, "dev", params.train.max_len,
+                            limit)
     if not examples:
         raise InputError(src, "adapt.select_every needs a non-empty dev split of the held-out pair")
     batcher = TokenBatcher(examples, cfg.max_tokens, shuffle=False, seed=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 
@@ -32,6 +33,19 @@ def init(toktok: list | None, langid: Tables | None) -> None:
     """Pool initializer: install what the parent built once."""
     F.set_toktok(toktok)
     F.install_langid(langid)
+
+
+_INSTALLED: list = [None]  # the token of what `init` installed in this process (a Dask worker's)
+_INSTALL_LOCK = threading.Lock()
+
+
+def remote_chunk(token: str, init_args: tuple, job):
+    """`process_chunk` on a Dask worker: installs `init_args` (named by `token`) once per process."""
+    with _INSTALL_LOCK:
+        if _INSTALLED[0] != token:
+            init(*init_args)
+            _INSTALLED[0] = token
+    return process_chunk(job)
 
 
 def digest(*parts: str) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from babelflow.data import Batch, Example, collate
+from babelflow.data import Batch, Examples
 
 
 def task_probabilities(sizes: dict[str, int], temperature: float) -> dict[str, float]:
@@ -20,18 +20,18 @@ def task_probabilities(sizes: dict[str, int], temperature: float) -> dict[str, f
     return {k: w / norm for k, w in weights.items()}
 
 
-def pack(examples: Sequence[Example], order: Sequence[int], max_tokens: int, start: int = 0) -> tuple[list[Example], int]:
+def pack(examples: Examples, order: Sequence[int], max_tokens: int, start: int = 0) -> tuple[list[int], int]:
     """Greedily take examples in `order` from `start` while the padded batch fits `max_tokens`
-    (at least one); returns (examples, next position)."""
-    out: list[Example] = []
+    (at least one); returns (their positions, next position in `order`)."""
+    out: list[int] = []
     longest = 0
     i = start
     while i < len(order):
-        ex = examples[order[i]]
-        size = max(len(ex.src_ids), len(ex.tgt_ids))
+        j = order[i]
+        size = max(int(examples.src_len[j]), int(examples.tgt_len[j]))
         if out and (len(out) + 1) * max(longest, size) > max_tokens:
             break
-        out.append(ex)
+        out.append(j)
         longest = max(longest, size)
         i += 1
     return out, i
@@ -46,13 +46,13 @@ class TaskSampler:
 
     def __init__(
         self,
-        examples_by_pair: dict[str, Sequence[Example]],
+        examples_by_pair: dict[str, Examples],
         support_tokens: int,
         query_tokens: int,
         temperature: float = 1.0,
         seed: int = 0,
     ):
-        self.examples = {k: list(v) for k, v in sorted(examples_by_pair.items()) if len(v) > 0}
+        self.examples = {k: v for k, v in sorted(examples_by_pair.items()) if len(v) > 0}
         if not self.examples:
             raise ValueError("meta-learning needs at least one language pair with examples")
         self.probs = task_probabilities({k: len(v) for k, v in self.examples.items()}, temperature)
@@ -78,5 +78,5 @@ class TaskSampler:
                 query = support
             else:
                 query, _ = pack(exs, order, self.query_tokens, start=nxt)
-            out.append((pair, collate(support), collate(query)))
+            out.append((pair, exs.collate(support), exs.collate(query)))
         return out

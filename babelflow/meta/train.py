@@ -105,10 +105,11 @@ def meta_train(
     out_dir: str | Path,
     ckpt_dir: str | Path | None,
     log: logging.Logger | None = None,
+    encoded_dir: str | Path | None = None,
 ) -> dict:
     """Meta-train on the pairs of `languages.targets` (held-out pairs are never seen) and save the
     meta-learned init to `out_dir` (model.safetensors + model.json). Returns the stage metrics."""
-    from babelflow.data import load_examples
+    from babelflow.data import encoded_for, load_encoded
     from babelflow.meta.tasks import TaskSampler
     from babelflow.models import build_model, load_model, save_model
 
@@ -124,11 +125,9 @@ def meta_train(
     else:
         model = build_model(params.model, tokenizer.vocab_size)
     model = model.to(device)
-    examples = {
-        params.languages.pair(lang): load_examples(clean_dir, params.languages.pair(lang), "train",
-                                                   tokenizer, params.train.max_len)
-        for lang in params.languages.targets
-    }
+    pairs = [params.languages.pair(lang) for lang in params.languages.targets]
+    encoded = encoded_for(clean_dir, tokenizer, pairs, encoded_dir)
+    examples = {pair: load_encoded(encoded, pair, "train", params.train.max_len) for pair in pairs}
     empty = [p for p, exs in examples.items() if not exs]
     if len(empty) == len(examples):
         raise InputError(clean_dir, "no training examples in any target pair for meta-learning")

@@ -216,14 +216,14 @@ def test_learned_positions_equal_to_max_len_train():
     import torch
 
     from babelflow.config import ModelConfig, TransformerConfig
-    from babelflow.data import Example, collate
+    from babelflow.data import collate
     from babelflow.models import build_model
 
     max_len = 12
     cfg = ModelConfig(transformer=TransformerConfig(d_model=8, ffn_dim=16, heads=2, encoder_layers=1,
                                                     decoder_layers=1, positions="learned", max_positions=max_len))
     model = build_model(cfg, vocab_size=40)
-    batch = collate([Example(tuple([5] * max_len), tuple([6] * (max_len - 1) + [3]))])
+    batch = collate([([5] * max_len, [6] * (max_len - 1) + [3])])
     assert batch.src.shape[1] == batch.tgt_in.shape[1] == max_len
     with torch.no_grad():
         model(batch.src, batch.tgt_in)

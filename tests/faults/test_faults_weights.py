@@ -55,7 +55,7 @@ def _env() -> dict:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """clean + tokenize of a tiny synthetic project (no weights yet), and its params.yaml."""
-    from tasks import tokenize
+    from tasks import encode, tokenize
 
     root = tmp_path_factory.mktemp("weights")
     rng = random.Random(3)
@@ -69,6 +69,7 @@ def project(tmp_path_factory):
     params = parse_params(PARAMS)
     (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")), encoding="utf-8")
     tokenize.run(params, Paths(root))
+    encode.run(params, Paths(root))
     return root, params
 
 

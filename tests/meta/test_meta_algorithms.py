@@ -184,7 +184,7 @@ def test_meta_loop_never_resumes_a_step_beyond_its_end(tmp_path):
 @pytest.mark.parametrize("algo", ["fomaml", "reptile", "maml"])
 def test_every_algorithm_updates_both_model_families(arch, algo):
     from babelflow.config import ModelConfig
-    from babelflow.data import Example, collate
+    from babelflow.data import collate
     from babelflow.meta.train import seq2seq_loss
     from babelflow.models import build_model
 
@@ -195,7 +195,7 @@ def test_every_algorithm_updates_both_model_families(arch, algo):
     torch.manual_seed(0)
     model = build_model(cfg, 30)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    batch = collate([Example((4, 5, 6, 3), (7, 8, 3)), Example((4, 9, 3), (10, 11, 12, 3))])
+    batch = collate([((4, 5, 6, 3), (7, 8, 3)), ((4, 9, 3), (10, 11, 12, 3))])
     learner = MetaLearner(model, seq2seq_loss(0.1), algo, inner_steps=2, inner_lr=1e-2,
                           inner_optimizer="adam", outer_lr=1e-3 if algo != "reptile" else 0.5, clip_norm=1.0)
     m = learner.step([(batch, batch)])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from babelflow.config import ModelConfig
-from babelflow.data import Example, TokenBatcher
 from babelflow.adapt import finetune
+from babelflow.data import Examples, TokenBatcher
 from babelflow.models import build_model
 from babelflow.validation import dev_loss
 
@@ -16,13 +16,13 @@ MODEL = ModelConfig(arch="transformer", transformer={
     "d_model": 16, "ffn_dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0})
 
 
-def examples(n: int, offset: int) -> list[Example]:
+def examples(n: int, offset: int) -> Examples:
     # Token ids from 8 up stay clear of the special symbols; each pair maps a sequence to its reverse.
     out = []
     for i in range(n):
         src = tuple(8 + (offset + i * 7 + j * 3) % (VOCAB - 8) for j in range(5))
-        out.append(Example(src, tuple(reversed(src))))
-    return out
+        out.append((src, tuple(reversed(src))))
+    return Examples.from_pairs(out)
 
 
 def fresh_model():

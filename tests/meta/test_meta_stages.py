@@ -56,6 +56,9 @@ def project(tmp_path_factory, multi30k_dir: Path):
             (folder / f"{split}.src").write_text("\n".join(src_lines) + "\n", encoding="utf-8")
             (folder / f"{split}.tgt").write_text("\n".join(tgt_lines) + "\n", encoding="utf-8")
     train_tokenizer(texts, paths.tokenizer, params.tokenizer, ["de", "fr", "cs"], params.seed)
+    from tasks import encode
+
+    encode.run(params, paths)
     from babelflow.tokenizer import Tokenizer
 
     torch.manual_seed(0)

@@ -5,12 +5,12 @@ from collections import Counter
 
 import pytest
 
-from babelflow.data import Example
+from babelflow.data import Examples
 from babelflow.meta.tasks import TaskSampler, task_probabilities
 
 
-def exs(n: int, tag: int) -> list[Example]:
-    return [Example((tag, 10 + i % 7, i + 100, 3), (tag, i + 100, 3)) for i in range(n)]
+def exs(n: int, tag: int) -> Examples:
+    return Examples.from_pairs([((tag, 10 + i % 7, i + 100, 3), (tag, i + 100, 3)) for i in range(n)])
 
 
 def test_temperature_probabilities():

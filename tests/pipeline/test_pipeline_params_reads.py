@@ -19,7 +19,7 @@ from tests.pipeline.tiny_project import ROOT, make_project
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["inputs", "collect", "clean", "tokenize", "train", "meta", "adapt", "evaluate", "release"]
+STAGES = ["inputs", "collect", "clean", "tokenize", "encode", "train", "meta", "adapt", "evaluate", "release"]
 # Sections a stage declares whole although the tiny run reads only part of them: what it reads
 # depends on a setting the tiny config does not take.
 PARTLY_READ = {

@@ -77,6 +77,16 @@ def tokenizer(clean_dir, tmp_path_factory) -> Tokenizer:
     return Tokenizer(out / "spm.model")
 
 
+@pytest.fixture(scope="session")
+def encoded_dir(clean_dir, tokenizer, tmp_path_factory) -> Path:
+    """`clean_dir` through the encode step with `tokenizer`."""
+    from babelflow.encode import encode_corpus
+
+    out = tmp_path_factory.mktemp("encoded")
+    encode_corpus(clean_dir, out, tokenizer.path, tokenizer.max_placeholders, ["en-de", "en-fr", "en-ga"], workers=1)
+    return out
+
+
 class TinySeq2Seq(nn.Module):
     """Just enough of babelflow.models.base.Seq2Seq (forward) to exercise the trainer."""
 

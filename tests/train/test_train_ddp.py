@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 import tasks.train as train_stage
 from babelflow.checkpoint import checkpoints
 from babelflow.config import load_params
-from babelflow.data import TokenBatcher, load_examples
+from babelflow.data import TokenBatcher, encoded_for, load_encoded
 from tasks._common import Paths
 from tests.train.conftest import TINY_TRANSFORMER
 
@@ -54,6 +54,9 @@ def _project(root: Path, clean_dir: Path, tokenizer, dropout: float = 0.1, **tra
     params["model"]["transformer"]["dropout"] = dropout
     params["train"].update(train)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    from tasks import encode
+
+    encode.run(load_params(root / "params.yaml"), Paths(root))
     return root
 
 
@@ -165,7 +168,9 @@ def _kill_after_first_checkpoint(root: Path) -> None:
 
 
 def _train_examples(clean_dir, tokenizer):
-    return {lang: load_examples(clean_dir, f"en-{lang}", "train", tokenizer, TINY["train"]["max_len"])
+    pairs = [f"en-{lang}" for lang in TINY["languages"]["targets"]]
+    encoded = encoded_for(clean_dir, tokenizer, pairs)
+    return {lang: load_encoded(encoded, f"en-{lang}", "train", TINY["train"]["max_len"])
             for lang in TINY["languages"]["targets"]}
 
 

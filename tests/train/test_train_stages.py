@@ -32,12 +32,13 @@ def _params(arch: str):
 @pytest.mark.parametrize("arch", ["transformer", "rnn"])
 def test_tokenize_then_train(arch, clean_dir, tmp_path):
     models = pytest.importorskip("babelflow.models")
-    from tasks import tokenize, train
+    from tasks import encode, tokenize, train
 
     shutil.copytree(clean_dir, tmp_path / "data" / "clean")
     paths = Paths(tmp_path)
     params = _params(arch)
     tok_metrics = tokenize.run(params, paths)
+    encode.run(params, paths)
     report = read_json(paths.tokenizer / "report.json")
     assert set(report["languages"]) == {"en", "de", "fr", "ga"} and tok_metrics["vocab_size"] > 0
     metrics = train.run(params, paths)
