@@ -83,10 +83,11 @@ def paired(meta: list[float], base: list[float]) -> str:
 
 
 def _cell(entry: dict, metric: str) -> str:
-    values = entry[metric]
-    if len(values) >= 2:
-        return f"{entry[metric + '_mean']:.2f} ± {entry[metric + '_std']:.2f}"
-    return f"{entry[metric + '_mean']:.2f}"
+    """Mean ± standard deviation over seeds (the mean alone for one seed), '-' when not measured."""
+    if f"{metric}_mean" not in entry:
+        return "-"
+    spread = f" ± {entry[metric + '_std']:.2f}" if len(entry[metric]) >= 2 else ""
+    return f"{entry[metric + '_mean']:.2f}{spread}"
 
 
 def verdict(cs_rows: dict, mean: str = "bleu_mean", baseline: str = "transfer") -> tuple[bool | None, list[str]]:
@@ -130,139 +131,89 @@ class MetaRun:
 
 
 def render(preset: str, args_line: str, run: MetaRun) -> str:
-    """The section's Markdown."""
-    params, results, train_metrics, meta_metrics = run.params, run.adapt, run.train, run.meta
-    dev_bleu, dev_n, timings, matched = run.dev_bleu, run.dev_n, run.seconds, run.matched
-    n_params = int(train_metrics.get("parameters") or 0)
-    cs = results["languages"]["cs"]
-    k_rows = sorted(cs["k"].items(), key=lambda kv: int(kv[0]))
-    seeds = list(params.adapt.seeds)
+    """The section's Markdown: the set-up, one table row per K and init, the verdicts."""
+    params, res = run.params, run.adapt
     m, t, a, mc = params.model.transformer, params.train, params.adapt, params.meta
-    meta_tokens = meta_padded_tokens(mc)
-    reused = results.get("runs_reused", 0) + (matched.adapt.get("runs_reused", 0) if matched else 0)
-    met, notes = verdict(cs["k"])
-    selecting = bool(a.select_every)
+    cs = res["languages"]["cs"]
+    matched = run.matched.adapt["languages"]["cs"]["k"] if run.matched else {}
+    reused = res.get("runs_reused", 0) + (run.matched.adapt.get("runs_reused", 0) if run.matched else 0)
+    metric = "dev loss" if a.select_metric == "dev_loss" else "dev BLEU"
+    dev = {init: ", ".join(f"en->{lang} {v:.2f}" for lang, v in sorted(b.items())) for init, b in run.dev_bleu.items()}
+    kept = (f"the weights with the best en->cs {metric} (val, {f'first {a.select_sentences}' if a.select_sentences else 'all'}"
+            f" sentences), checked at step 0, every {a.select_every} steps and at the last step" if a.select_every
+            else "the last step's weights")
     out = [
-        f"- Machine: {cpu_description()}, shared with other jobs, no GPU, "
-        f"torch {__import__('torch').__version__}, Python {platform.python_version()}",
-        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} (UTC); device `{results['budget']['device']}`; "
-        "wall time " + ", ".join(f"{k} {v} s" for k, v in timings.items())
+        f"- Machine: {cpu_description()}, shared with other jobs, torch {__import__('torch').__version__}, Python "
+        f"{platform.python_version()}; date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} (UTC); device "
+        f"`{res['budget']['device']}`; wall time " + ", ".join(f"{k} {v} s" for k, v in run.seconds.items())
         + (f" ({reused} fine-tuning runs reused from an earlier run with the same inputs)" if reused else ""),
         f"- Command: `{args_line}`" + (" (SMOKE: tiny config, numbers meaningless)" if preset == "smoke" else ""),
-        f"- Model: Transformer d={m.d_model}, ffn {m.ffn_dim}, {m.heads} heads, {m.encoder_layers}+"
-        f"{m.decoder_layers} layers, SentencePiece {params.tokenizer.vocab_size} (en/de/fr/cs), "
-        f"{n_params:,} parameters.",
-        f"- Transfer (train stage, en->de+fr): {t.max_steps} steps x {t.max_tokens} padded tokens, lr {t.lr}, "
-        f"warmup {t.warmup_steps}; {train_metrics.get('tokens_seen', 0):,} target tokens seen. Dev BLEU "
-        f"(val, greedy, first {dev_n} sentences): "
-        + ", ".join(f"en->{lang} {v:.2f}" for lang, v in sorted(dev_bleu["transfer"].items())) + ".",
-        f"- Meta (from transfer, en->de+fr only): {mc.algorithm}, {mc.meta_steps} meta-steps x "
-        f"{mc.tasks_per_step} tasks x {mc.inner_steps} inner {mc.inner_optimizer} steps (lr {mc.inner_lr}) "
-        f"on {mc.support_tokens}-token support batches, outer lr {mc.outer_lr}; query loss "
-        f"{meta_metrics['query_loss_first']:.3f} -> {meta_metrics['query_loss_last']:.3f}. Dev BLEU: "
-        + ", ".join(f"en->{lang} {v:.2f}" for lang, v in sorted(dev_bleu["meta"].items()))
-        + f". It has seen up to ~{meta_tokens:,} padded tokens of de/fr more than transfer.",
-        f"- Adaptation (every init, every K): {a.steps} AdamW steps x {a.max_tokens} padded tokens, lr {a.lr}; "
-        + (f"kept: the weights with the best en->cs dev (val, "
-           f"{f'first {a.select_sentences}' if a.select_sentences else 'all'} sentences) "
-           f"{'loss' if a.select_metric == 'dev_loss' else 'greedy BLEU'}, checked at step 0, every "
-           f"{a.select_every} steps and at the last step (the last step's scores are in the second "
-           "table); " if selecting else "no early stopping; ")
-        + f"seeds {seeds}" + ("" if len(seeds) >= 2 else " (one seed: no spread)")
-        + "; scratch = random init of the same model.",
+        f"- Model: Transformer d={m.d_model}, ffn {m.ffn_dim}, {m.heads} heads, {m.encoder_layers}+{m.decoder_layers} "
+        f"layers, SentencePiece {params.tokenizer.vocab_size} (en/de/fr/cs), {int(run.train.get('parameters') or 0):,} "
+        "parameters.",
+        f"- Transfer (train stage, en->de+fr): {t.max_steps} steps x {t.max_tokens} padded tokens, lr {t.lr}, warmup "
+        f"{t.warmup_steps}; {run.train.get('tokens_seen', 0):,} target tokens seen; dev BLEU (val, greedy, first "
+        f"{run.dev_n} sentences) {dev['transfer']}.",
+        f"- Meta (from transfer, en->de+fr only): {mc.algorithm}, {mc.meta_steps} meta-steps x {mc.tasks_per_step} "
+        f"tasks x {mc.inner_steps} inner {mc.inner_optimizer} steps (lr {mc.inner_lr}) on {mc.support_tokens}-token "
+        f"support batches, outer lr {mc.outer_lr}; query loss {run.meta['query_loss_first']:.3f} -> "
+        f"{run.meta['query_loss_last']:.3f}; dev BLEU {dev['meta']}; up to ~{meta_padded_tokens(mc):,} padded de/fr "
+        "tokens more than transfer.",
+        *([f"- Matched transfer: the train stage continued to {run.matched.steps} steps "
+           f"({run.matched.steps * t.max_tokens:,} padded tokens, as many as transfer plus meta-learning), then the "
+           "same adaptation and seeds: meta-learning must beat it too to be more than extra training"
+           + (f"; dev BLEU {dev['matched']}" if "matched" in dev else "") + "."] if run.matched else []),
+        f"- Adaptation (every init, every K): {a.steps} AdamW steps x {a.max_tokens} padded tokens, lr {a.lr}; kept: "
+        f"{kept}; seeds {list(a.seeds)}; scratch = random init of the same model.",
         f"- Test: test_2016_flickr en->cs, {cs['test_sentences']} sentences, beam {params.evaluate.beam_size}. "
-        f"BLEU `{results['signatures']['cs']['bleu']}`; chrF++ `{results['signatures']['cs']['chrfpp']}`.",
+        f"BLEU `{res['signatures']['cs']['bleu']}`; chrF++ `{res['signatures']['cs']['chrfpp']}`.",
         "",
-        "| K | scratch BLEU | transfer BLEU | meta BLEU | meta - transfer | scratch chrF++ | transfer chrF++ | meta chrF++ |",
+        "Cells are mean ± standard deviation over seeds. Meta - init: per seed (both fine-tuned on the same K draw "
+        "with the same seed), mean [95 % t interval], seeds where meta scored higher.",
+        "",
+        f"| K | init | BLEU | chrF++ | BLEU, last step | steps kept | {metric} kept | meta - init |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for _, row in k_rows:
-        out.append(f"| {row['k_used']} | {_cell(row['scratch'], 'bleu')} | {_cell(row['transfer'], 'bleu')} | "
-                   f"{_cell(row['meta'], 'bleu')} | {row['meta_minus_transfer_bleu']:+.2f} | "
-                   f"{_cell(row['scratch'], 'chrfpp')} | {_cell(row['transfer'], 'chrfpp')} | "
-                   f"{_cell(row['meta'], 'chrfpp')} |")
-    if selecting:
-        picked_by = "dev loss" if a.select_metric == "dev_loss" else "dev BLEU"
-        out += ["", "The same fine-tuning runs scored at their last step (a fixed budget, no selection), and the "
-                f"step each seed's {picked_by} picked, with the {picked_by} of the weights kept (mean over seeds):", "",
-                "| K | scratch BLEU | transfer BLEU | meta BLEU | meta - transfer | steps kept (scratch / transfer / meta) "
-                f"| {picked_by} kept (scratch / transfer / meta) |",
-                "|---|---|---|---|---|---|---|"]
-        dev_key = f"{a.select_metric}_kept_mean"
-        for _, row in k_rows:
-            last = {i: {"bleu": row[i]["bleu_last"], "bleu_mean": row[i]["bleu_last_mean"],
-                        "bleu_std": row[i]["bleu_last_std"]} for i in ("scratch", "transfer", "meta")}
-            delta = last["meta"]["bleu_mean"] - last["transfer"]["bleu_mean"]
-            kept = " / ".join(",".join(map(str, row[i]["selected_step"])) for i in ("scratch", "transfer", "meta"))
-            dev = " / ".join(f"{row[i][dev_key]:.2f}" if dev_key in row[i] else "-"
-                             for i in ("scratch", "transfer", "meta"))
-            out.append(f"| {row['k_used']} | {_cell(last['scratch'], 'bleu')} | {_cell(last['transfer'], 'bleu')} | "
-                       f"{_cell(last['meta'], 'bleu')} | {delta:+.2f} | {kept} | {dev} |")
-    if len(seeds) >= 2:
-        out += ["", f"Cells are mean ± standard deviation over seeds {seeds}."]
-    status = "cannot be judged" if met is None else ("**met**" if met else "**not met**")
-    out += ["", f"Verdict on the goal (meta >= transfer + {GOAL_MARGIN:g} BLEU at K = "
-            f"{' and '.join(map(str, GOAL_KS))}): {status}. " + "; ".join(notes) + "."]
-    if selecting:
-        last_met, last_notes = verdict(cs["k"], "bleu_last_mean")
-        last_status = "cannot be judged" if last_met is None else ("met" if last_met else "not met")
-        out += ["", f"At the last step instead of the dev-selected one: {last_status}. "
-                + "; ".join(last_notes) + "."]
-    if matched is not None:
-        m_rows = matched.adapt["languages"]["cs"]["k"]
-        out += ["", f"Budget-matched transfer: the train stage continued to {matched.steps} steps "
-                f"({matched.steps * t.max_tokens:,} padded tokens, as many as transfer plus meta-learning), then "
-                "the same adaptation and seeds. Meta-learning must beat this, not only the shorter transfer, "
-                "to show it is more than extra training"
-                + (f"; de/fr dev BLEU {', '.join(f'en->{k} {v:.2f}' for k, v in sorted(dev_bleu['matched'].items()))}"
-                   if "matched" in dev_bleu else "") + ":", "",
-                "| K | transfer BLEU | matched transfer BLEU | meta BLEU | meta - matched | meta - matched, last step |",
-                "|---|---|---|---|---|---|"]
-        for key, row in k_rows:
-            mt = m_rows[key]["transfer"]
-            last = (f"{row['meta']['bleu_last_mean'] - mt['bleu_last_mean']:+.2f}"
-                    if "bleu_last_mean" in mt and "bleu_last_mean" in row["meta"] else "-")
-            out.append(f"| {row['k_used']} | {_cell(row['transfer'], 'bleu')} | {_cell(mt, 'bleu')} | "
-                       f"{_cell(row['meta'], 'bleu')} | {row['meta']['bleu_mean'] - mt['bleu_mean']:+.2f} | {last} |")
-        m_met, m_notes = verdict({k: {"meta": cs["k"][k]["meta"], "matched": m_rows[k]["transfer"]}
-                                  for k in cs["k"] if k in m_rows}, baseline="matched")
-        m_status = "cannot be judged" if m_met is None else ("met" if m_met else "not met")
-        out += ["", f"The goal against the budget-matched transfer: {m_status}. " + "; ".join(m_notes) + "."]
-    gains = [f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}"
-             for _, row in k_rows]
-    if len(seeds) >= 2:
-        out += ["", "Per seed, meta minus each baseline fine-tuned on the same K draw with the same seed: mean "
-                "[95 % t interval over seeds], seeds where meta scored higher:", "",
-                "| K | meta - transfer | " + ("meta - matched transfer |" if matched is not None else ""),
-                "|---|---|" + ("---|" if matched is not None else "")]
-        for key, row in k_rows:
-            cells = [paired(row["meta"]["bleu"], row["transfer"]["bleu"])]
-            if matched is not None:
-                cells.append(paired(row["meta"]["bleu"], matched.adapt["languages"]["cs"]["k"][key]["transfer"]["bleu"]))
-            out.append(f"| {row['k_used']} | " + " | ".join(cells) + " |")
-    out += ["", "Transfer - scratch BLEU (what multilingual pre-training buys at this budget): "
-            + ", ".join(gains) + "."]
+    rows = sorted(cs["k"].items(), key=lambda kv: int(kv[0]))
+    for key, row in rows:
+        inits = {i: row[i] for i in ("scratch", "transfer", "meta")}
+        inits.update({"matched transfer": matched[key]["transfer"]} if key in matched else {})
+        for name, e in inits.items():
+            dev_kept = e.get(f"{a.select_metric}_kept_mean")
+            out.append(f"| {row['k_used']} | {name} | {_cell(e, 'bleu')} | {_cell(e, 'chrfpp')} | "
+                       f"{_cell(e, 'bleu_last')} | {','.join(map(str, e.get('selected_step', []))) or '-'} | "
+                       f"{'-' if dev_kept is None else f'{dev_kept:.2f}'} | "
+                       f"{'-' if name == 'meta' else paired(row['meta']['bleu'], e['bleu'])} |")
+    baselines = {"transfer": cs["k"]}
+    if matched:
+        baselines["matched"] = {k: {"meta": cs["k"][k]["meta"], "matched": matched[k]["transfer"]}
+                                for k in cs["k"] if k in matched}
+    out.append("")
+    for baseline, scores in baselines.items():
+        for mean, which in (("bleu_mean", "kept"), ("bleu_last_mean", "at the last step"))[: 2 if a.select_every else 1]:
+            met, notes = verdict(scores, mean, baseline)
+            status = "cannot be judged" if met is None else ("**met**" if met else "**not met**")
+            out.append(f"- Goal meta >= {baseline} + {GOAL_MARGIN:g} BLEU at K = {' and '.join(map(str, GOAL_KS))}, "
+                       f"weights {which}: {status}. " + "; ".join(notes) + ".")
+    out.append("- Transfer - scratch BLEU (what multilingual pre-training buys at this budget): " + ", ".join(
+        f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}" for _, row in rows) + ".")
     if preset == "cpu":
-        out += ["", "This is the `cpu` preset: a smaller model and budget than the issue's (`--preset gpu`: "
-                "d=256 3+3, 4000 x 8192-token train steps, 400 meta-steps, 1000 adapt steps, 2 seeds, beam 4), "
-                "chosen so the run fits about an hour of a 2-core CPU. The GPU preset is not measured: no GPU "
-                "was available to this session."]
+        out.append("- This is the `cpu` preset, smaller than the issue's (`--preset gpu`: d=256 3+3, 4000 x "
+                   "8192-token train steps, 400 meta-steps, 1000 adapt steps, 2 seeds, beam 4), sized for about an "
+                   "hour of a 2-core CPU.")
     return "\n".join(out) + "\n"
-
-
 
 
 def dev_bleu(params: Params, paths: Paths, init_dir: Path, n: int) -> dict[str, float]:
     """The init's greedy BLEU on the first `n` dev sentences of each meta-training pair (never cs, never test)."""
-    import torch
-
     from babelflow.data import read_parallel
     from babelflow.models import load_model
+    from babelflow.runtime import start
     from babelflow.tokenizer import Tokenizer
     from babelflow.validation import dev_bleu as greedy
 
-    device = "cuda" if params.train.device != "cpu" and torch.cuda.is_available() else "cpu"
-    model, tok = load_model(init_dir, device), Tokenizer(paths.tokenizer / "spm.model")
+    model = load_model(init_dir, start(params.train.device, params.train.threads).device)
+    tok = Tokenizer(paths.tokenizer / "spm.model")
     folders = {lang: paths.clean / params.languages.pair(lang) for lang in params.languages.targets}
     return {lang: round(greedy(model, tok, {lang: read_parallel(f / "dev.src", f / "dev.tgt")}, n) or 0.0, 2)
             for lang, f in folders.items()}

@@ -88,15 +88,15 @@ def test_render_names_the_selection_metric_and_judges_both_protocols(metric, nam
     body = bench.render("cpu", "cmd", bench.MetaRun(
         params, {"tokens_seen": 1000, "parameters": 1000}, {"query_loss_first": 3.8, "query_loss_last": 3.7}, results,
         {"transfer": {"de": 12.0, "fr": 17.0}, "meta": {"de": 11.0, "fr": 16.0}}, 300, {"train": 1}))
-    assert f"step each seed's {named} picked" in body
-    assert "| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 3.20 ± 0.10 | +0.10 |" in body
-    # The last-step table reads bleu_last, shows the steps kept (meta's first seed at 160) and the
-    # kept weights' dev score of the metric that chose them.
-    dev = "6.10 / 8.10 / 8.20" if metric == "dev_bleu" else "2.90 / 0.90 / 0.80"
-    assert (f"| 500 | 1.10 ± 0.10 | 3.10 ± 0.10 | 4.20 ± 0.10 | +1.10 | 200,200 / 200,200 / 160,200 | {dev} |"
-            in body)
-    assert "Verdict on the goal (meta >= transfer + 1 BLEU at K = 500 and 2000): **not met**." in body
-    assert "At the last step instead of the dev-selected one: met." in body
+    assert f"| K | init | BLEU | chrF++ | BLEU, last step | steps kept | {named} kept | meta - init |" in body
+    # One row per K and init: kept and last-step BLEU, the steps kept (meta's first seed at 160) and the
+    # kept weights' dev score of the metric that chose them; meta minus the init per seed.
+    scratch_dev, meta_dev = ("6.10", "8.20") if metric == "dev_bleu" else ("2.90", "0.80")
+    assert (f"| 500 | scratch | 1.10 ± 0.10 | 20.00 ± 0.00 | 1.10 ± 0.10 | 200,200 | {scratch_dev} | "
+            "+2.10 [+2.10, +2.10], 2/2 |") in body
+    assert f"| 500 | meta | 3.20 ± 0.10 | 20.00 ± 0.00 | 4.20 ± 0.10 | 160,200 | {meta_dev} | - |" in body
+    assert "weights kept: **not met**. K=500: meta - transfer = +0.10 BLEU (< +1)" in body
+    assert "weights at the last step: **met**." in body
 
 
 def test_matched_transfer_sees_as_many_padded_tokens_as_transfer_plus_meta():
@@ -122,16 +122,17 @@ def test_render_compares_meta_with_the_budget_matched_transfer():
         {"transfer": {"de": 1.0}, "meta": {"de": 1.0}, "matched": {"de": 2.5}}, 300, {"adapt": 9},
         bench.Matched(2000, {"languages": {"cs": {"k": matched_rows}}, "runs_reused": 2})))
     assert "wall time adapt 9 s (6 fine-tuning runs reused from an earlier run with the same inputs)" in body
-    # Per seed: meta [4.4, 4.6] against transfer [3.0, 3.2] is +1.4 on both seeds (no spread).
-    assert "| K | meta - transfer | meta - matched transfer |" in body
-    assert "| 500 | +1.40 [+1.40, +1.40], 2/2 | +0.50 [+0.50, +0.50], 2/2 |" in body
     assert "continued to 2000 steps (4,096,000 padded tokens" in body and "en->de 2.50" in body
-    assert "| 500 | 3.10 ± 0.10 | 4.00 ± 0.10 | 4.50 ± 0.10 | +0.50 | +0.60 |" in body
-    assert "| 2000 | 3.10 ± 0.10 | 3.40 ± 0.10 | 4.50 ± 0.10 | +1.10 | +0.90 |" in body
+    # Per seed: meta [4.4, 4.6] against transfer [3.0, 3.2] is +1.4 on both seeds (no spread).
+    assert "| 500 | transfer | 3.10 ± 0.10 | 20.00 ± 0.00 | 3.10 ± 0.10 | 200,200 | 8.10 | +1.40 [+1.40, +1.40], 2/2 |" in body
+    assert ("| 500 | matched transfer | 4.00 ± 0.10 | 20.00 ± 0.00 | 4.00 ± 0.10 | 200,200 | 9.00 | "
+            "+0.50 [+0.50, +0.50], 2/2 |") in body
+    assert "| 2000 | matched transfer | 3.40 ± 0.10 | 20.00 ± 0.00 | 3.70 ± 0.10 |" in body
     # Meta beats the short transfer by 1.4 at both K, the matched one only at K = 2000.
-    assert "(meta >= transfer + 1 BLEU at K = 500 and 2000): **met**" in body
-    assert ("The goal against the budget-matched transfer: not met. K=500: meta - matched = +0.50 BLEU (< +1); "
-            "K=2000: meta - matched = +1.10 BLEU (≥ +1).") in body
+    assert "Goal meta >= transfer + 1 BLEU at K = 500 and 2000, weights kept: **met**" in body
+    assert ("Goal meta >= matched + 1 BLEU at K = 500 and 2000, weights kept: **not met**. K=500: meta - matched = "
+            "+0.50 BLEU (< +1); K=2000: meta - matched = +1.10 BLEU (≥ +1).") in body
+    assert "weights at the last step: **not met**. K=500: meta - matched = +0.60 BLEU (< +1); K=2000: meta - matched = +0.90" in body
 
 
 def test_paired_difference_has_a_t_interval_and_counts_wins():
