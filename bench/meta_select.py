@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from babelflow.io import read_json  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
-from bench.meta_multi30k import DEV_BLEU_SENTENCES, meta_padded_tokens  # noqa: E402
+from bench.meta_multi30k import DEV_BLEU_SENTENCES, dev_bleu, meta_padded_tokens  # noqa: E402
 from bench.pipeline import CORPUS, preset_params, run_stages  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
 from tasks._common import Paths  # noqa: E402
@@ -73,33 +74,57 @@ def describe(meta: dict | None) -> str:
             f"inner {meta['inner_optimizer']} (lr {meta['inner_lr']:g}), outer lr {meta['outer_lr']:g}")
 
 
-def _mean_std(values: list[float]) -> dict:
-    return {"mean": round(statistics.fmean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "values": values}
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    std: float
+    values: list[float]
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Spread":
+        return cls(round(statistics.fmean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+                   values)
 
 
-def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[int], log) -> dict:
+@dataclass(frozen=True)
+class AtK:
+    kept: Spread  # the cs dev score of the weights the adaptation keeps, over the seeds
+    last: Spread  # and of its last step's weights
+    steps: list[int]  # the step kept, per seed
+
+
+@dataclass(frozen=True)
+class Row:
+    """One init's scores (dev.json, written with asdict and read back by `load`)."""
+    name: str
+    key: dict  # what the scores depend on (record_key)
+    padded_tokens: int | None  # de/fr tokens meta-learning added (None: a reference init)
+    query_loss: list[float] | None
+    wall_s: int
+    metric: str
+    init_dev_bleu: dict[str, float]
+    k: dict[str, AtK]
+
+    @classmethod
+    def load(cls, path: Path) -> "Row":
+        raw = read_json(path)
+        return cls(**{**raw, "k": {k: AtK(Spread(**v["kept"]), Spread(**v["last"]), v["steps"])
+                                   for k, v in raw["k"].items()}})
+
+
+def score_init(params, init_dir: Path | None, project: Paths, tokenizer, ks: list[int], log) -> tuple[dict, dict]:
     """The cs dev score (`adapt.select_metric`, as it reads: BLEU or loss) of the weights the adaptation
-    keeps and of its last step, per K over the seeds; plus the init's own de/fr dev BLEU."""
+    keeps and of its last step, per K over the seeds; and the init's own de/fr dev BLEU."""
     from babelflow.adapt import dev_reading, dev_scorer, finetune_init
-    from babelflow.data import encoded_for, load_encoded, read_parallel
+    from babelflow.data import encoded_for, load_encoded
     from babelflow.runtime import start
-    from babelflow.models import load_model
-    from babelflow.validation import dev_bleu
 
     rt = start(params.train.device, params.train.threads, bf16=params.train.bf16, bf16_cpu=params.train.bf16_cpu)
-    device = rt.device
     pair = params.languages.pair("cs")
-    pool = load_encoded(encoded_for(clean, tokenizer, [pair]), pair, "train", params.train.max_len)
-    ranked = dev_scorer(params, pair, "cs", clean, tokenizer, rt)
-    metric = params.adapt.select_metric
-    out: dict = {"metric": metric, "init_dev_bleu": {}, "k": {}}
-    if init_dir is not None:
-        model = load_model(init_dir, device)
-        for lang in params.languages.targets:
-            pairs = read_parallel(clean / f"en-{lang}" / "dev.src", clean / f"en-{lang}" / "dev.tgt")
-            out["init_dev_bleu"][lang] = round(dev_bleu(model, tokenizer, {lang: pairs}, DEV_BLEU_SENTENCES) or 0.0, 2)
-        del model
+    pool = load_encoded(encoded_for(project.clean, tokenizer, [pair]), pair, "train", params.train.max_len)
+    ranked = dev_scorer(params, pair, "cs", project.clean, tokenizer, rt)
+    metric, out = params.adapt.select_metric, {}
+    init_bleu = dev_bleu(params, project, init_dir, DEV_BLEU_SENTENCES) if init_dir is not None else {}
     for k in ks:
         kept, last, steps = [], [], []
         for seed in params.adapt.seeds:
@@ -107,11 +132,9 @@ def score_init(params, init_dir: Path | None, clean: Path, tokenizer, ks: list[i
             last.append(round(dev_reading(metric, ranked(model)), 4))  # the scorers decode without grad
             kept.append(round(dev_reading(metric, tuned.best_score), 4))
             steps.append(tuned.best_step)
-            log(f"  K={k} seed={seed}: cs {metric} kept {kept[-1]:.2f} (step {steps[-1]}), "
-                f"last step {last[-1]:.2f}")
-            del model, tuned
-        out["k"][str(k)] = {"kept": _mean_std(kept), "last": _mean_std(last), "steps": steps}
-    return out
+            log(f"  K={k} seed={seed}: cs {metric} kept {kept[-1]:.2f} (step {steps[-1]}), last step {last[-1]:.2f}")
+        out[str(k)] = AtK(Spread.of(kept), Spread.of(last), steps)
+    return out, init_bleu
 
 
 def record_key(name: str, overrides: list[str], params, ks: list[int], work: Path) -> dict:
@@ -126,7 +149,7 @@ def record_key(name: str, overrides: list[str], params, ks: list[int], work: Pat
             "meta": meta_settings(params) if trained_meta else None, "start_sha256": sha256_file(start)}
 
 
-def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[int], corpus, log) -> dict:
+def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[int], corpus, log) -> Row:
     from babelflow.io import write_json
     from babelflow.tokenizer import Tokenizer
 
@@ -147,23 +170,18 @@ def run_one(name: str, overrides: list[str], preset: str, work: Path, ks: list[i
         init_dir = run_stages(params, folder, ["meta"])[0].meta
         meta_metrics = read_json(init_dir / "meta_state.json")
     log(f"{name}: fine-tuning on en->cs, K {ks}, seeds {list(params.adapt.seeds)}")
-    scores = score_init(params, init_dir, project.clean, tokenizer, ks, log)
+    scores, init_bleu = score_init(params, init_dir, project, tokenizer, ks, log)
     key = record_key(name, overrides, params, ks, work)
-    result = {"key": key, "name": name,
-              "padded_tokens": meta_padded_tokens(params.meta) if key["meta"] is not None else None,
-              "query_loss": ([meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]]
-                             if meta_metrics else None),
-              "wall_s": round(time.monotonic() - t), **scores}
-    write_json(folder / "dev.json", result)
-    return result
+    row = Row(name, key, meta_padded_tokens(params.meta) if key["meta"] is not None else None,
+              [meta_metrics["query_loss_first"], meta_metrics["query_loss_last"]] if meta_metrics else None,
+              round(time.monotonic() - t), params.adapt.select_metric, init_bleu, scores)
+    write_json(folder / "dev.json", asdict(row))
+    return row
 
 
-def render(preset: str, rows: list[dict], ks: list[int]) -> str:
+def render(preset: str, rows: list[Row], ks: list[int]) -> str:
     a = variant_params(preset, []).adapt
     metric = "dev BLEU" if a.select_metric == "dev_bleu" else "dev loss"
-    head = ("| init | meta-learning | de/fr tokens added | de / fr dev BLEU of the init | "
-            + " | ".join(f"cs {metric} kept, K={k}" for k in ks) + " | "
-            + " | ".join(f"cs {metric} last step, K={k}" for k in ks) + " |")
     out = [
         f"- Machine: {cpu_description()}; date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} (UTC).",
         f"- Command: one `python bench/meta_select.py --preset {preset} --variant NAME meta.KEY=VALUE ...` per "
@@ -173,16 +191,15 @@ def render(preset: str, rows: list[dict], ks: list[int]) -> str:
         "sentences). Only the cs dev split is read: these numbers choose a setting, the test split then scores "
         "the chosen one in the section above.",
         "",
-        head,
+        "| init | meta-learning | de/fr tokens added | de / fr dev BLEU of the init | "
+        + " | ".join(f"cs {metric} {which}, K={k}" for which in ("kept", "last step") for k in ks) + " |",
         "|" + "---|" * (4 + 2 * len(ks)),
     ]
     for r in rows:
-        changed = describe(r["key"].get("meta"))
-        dev = " / ".join(f"{v:.2f}" for v in r["init_dev_bleu"].values()) or "-"
-        cells = [f"{r['k'][str(k)][which]['mean']:.2f} ± {r['k'][str(k)][which]['std']:.2f}"
+        cells = [f"{getattr(r.k[str(k)], which).mean:.2f} ± {getattr(r.k[str(k)], which).std:.2f}"
                  for which in ("kept", "last") for k in ks]
-        tokens = f"{r['padded_tokens']:,}" if r["padded_tokens"] else "-"
-        out.append(f"| {r['name']} | {changed} | {tokens} | {dev} | " + " | ".join(cells) + " |")
+        out.append(f"| {r.name} | {describe(r.key.get('meta'))} | {f'{r.padded_tokens:,}' if r.padded_tokens else '-'} "
+                   f"| {' / '.join(f'{v:.2f}' for v in r.init_dev_bleu.values()) or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -214,14 +231,14 @@ def main() -> None:
     if args.report:
         from babelflow.io import sha256_file, write_text
 
-        rows = [read_json(p) for p in sorted((work / "select").glob("*/dev.json"))]
+        rows = [Row.load(p) for p in sorted((work / "select").glob("*/dev.json"))]
         start = {name: sha256_file(work / folder / "model.safetensors") for name, folder in REFS.items()
                  if (work / folder / "model.safetensors").is_file()}
-        stale = [r["name"] for r in rows if r["key"]["start_sha256"] != start.get(r["name"], start["transfer"])]
+        stale = [r.name for r in rows if r.key["start_sha256"] != start.get(r.name, start["transfer"])]
         if stale:
             print(f"left out, scored on init weights that have changed since: {', '.join(stale)}")
-        rows = [r for r in rows if r["name"] not in stale]
-        rows.sort(key=lambda r: (list(REFS).index(r["name"]) if r["name"] in REFS else len(REFS), r["name"]))
+        rows = [r for r in rows if r.name not in stale]
+        rows.sort(key=lambda r: (list(REFS).index(r.name) if r.name in REFS else len(REFS), r.name))
         body = render(args.preset, rows, args.k)
         target = Path(args.results)
         write_text(target, replace_section(target.read_text(encoding="utf-8"), SECTION, body))

@@ -37,22 +37,28 @@ def test_record_key_settings_leave_out_checkpointing():
     assert "checkpoint_every" not in META and META["meta_steps"] == 200 and META["inner_steps"] == 5
 
 
-def _scores(kept: float, last: float) -> dict:
-    return {"kept": {"mean": kept, "std": 0.5, "values": []}, "last": {"mean": last, "std": 0.25, "values": []},
-            "steps": [200, 180]}
+def _scores(kept: float, last: float) -> select.AtK:
+    return select.AtK(select.Spread(kept, 0.5, []), select.Spread(last, 0.25, []), [200, 180])
 
 
-def test_report_lists_every_init_with_its_dev_scores():
+def _row(name, key, tokens, dev, k500, k2000) -> select.Row:
+    return select.Row(name, key, tokens, None, 1, "dev_bleu", dev, {"500": k500, "2000": k2000})
+
+
+def test_report_lists_every_init_with_its_dev_scores(tmp_path):
     rows = [
-        {"name": "transfer", "key": {"overrides": []}, "padded_tokens": None, "init_dev_bleu": {"de": 12.0, "fr": 17.4},
-         "k": {"500": _scores(4.07, 4.0), "2000": _scores(4.25, 4.2)}},
-        {"name": "meta", "key": {"overrides": [], "meta": META}, "padded_tokens": 2_048_000, "init_dev_bleu": {"de": 10.0, "fr": 11.7},
-         "k": {"500": _scores(4.3, 4.1), "2000": _scores(5.2, 5.1)}},
-        {"name": "fomaml", "key": {"overrides": ["meta.algorithm=fomaml"], "meta": {**META, "algorithm": "fomaml",
-                                                                                  "meta_steps": 90}},
-         "padded_tokens": 2_027_520,
-         "init_dev_bleu": {"de": 9.0, "fr": 10.0}, "k": {"500": _scores(6.0, 5.5), "2000": _scores(7.0, 6.5)}},
+        _row("transfer", {"overrides": []}, None, {"de": 12.0, "fr": 17.4}, _scores(4.07, 4.0), _scores(4.25, 4.2)),
+        _row("meta", {"overrides": [], "meta": META}, 2_048_000, {"de": 10.0, "fr": 11.7}, _scores(4.3, 4.1),
+             _scores(5.2, 5.1)),
+        _row("fomaml", {"overrides": ["meta.algorithm=fomaml"], "meta": {**META, "algorithm": "fomaml", "meta_steps": 90}},
+             2_027_520, {"de": 9.0, "fr": 10.0}, _scores(6.0, 5.5), _scores(7.0, 6.5)),
     ]
+    # A row survives its trip through dev.json.
+    from dataclasses import asdict
+
+    from babelflow.io import write_json
+    write_json(tmp_path / "dev.json", asdict(rows[2]))
+    assert select.Row.load(tmp_path / "dev.json") == rows[2]
     body = select.render("cpu", rows, [500, 2000])
     assert "| cs dev BLEU kept, K=500 | cs dev BLEU kept, K=2000 | cs dev BLEU last step, K=500 |" in body
     assert "| transfer | - | - | 12.00 / 17.40 | 4.07 ± 0.50 | 4.25 ± 0.50 | 4.00 ± 0.25 | 4.20 ± 0.25 |" in body
