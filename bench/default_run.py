@@ -12,7 +12,6 @@ Run it on an idle machine: the budget it checks (20 minutes on 2 cores) is about
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from babelflow.io import write_text  # noqa: E402
+from babelflow.io import read_json, write_text  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
 
@@ -75,92 +74,55 @@ def stage_durations(starts: list[tuple[str, float]], total: float) -> list[tuple
     return [(name, end - start) for (name, start), end in zip(starts, ends)]
 
 
-def venv_env(clone: Path) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{clone / '.venv' / 'bin'}:{env['PATH']}"
-    return env
-
-
-def second_repro_is_noop(clone: Path) -> tuple[bool, float]:
+def repro(clone: Path) -> tuple[list[str], float]:
+    """`dvc repro` in the clone's venv: the stages it ran (the always-run one left out) and its seconds."""
     t0 = time.monotonic()
-    out = subprocess.run(["dvc", "repro"], cwd=clone, env=venv_env(clone), capture_output=True,
-                         text=True, check=True).stdout
-    return not set(STAGE_LINE.findall(out)) - ALWAYS_RUNS, time.monotonic() - t0
-
-
-def stages_rerun_after_train_change(clone: Path) -> tuple[list[str], float]:
-    """Raises train.max_steps by 10 in params.yaml and runs `dvc repro` for real; returns the stages
-    DVC ran and the seconds it took.
-
-    A `dvc repro --dry` cannot answer this: it lists the stages whose own params or deps changed, not
-    the ones that will re-run because train's output changes (evaluate reads no train param). Raising
-    max_steps keeps the run cheap: the trainer resumes from its persisted step-N checkpoint and adds
-    10 steps, and everything downstream sees a new model. The clone is left at the new value.
-    """
-    params = clone / "params.yaml"
-    original = params.read_text(encoding="utf-8")
-    changed, n = re.subn(r"(?m)^(  max_steps: )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 10}",
-                         original, count=1)
-    if n != 1:
-        raise SystemExit("bench/default_run.py: no 'train.max_steps' line found in params.yaml")
-    params.write_text(changed, encoding="utf-8")
-    t0 = time.monotonic()
-    out = subprocess.run(["dvc", "repro"], cwd=clone, env=venv_env(clone), capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(["dvc", "repro"], cwd=clone, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PATH=f"{clone / '.venv' / 'bin'}:{os.environ['PATH']}")).stdout
     return [s for s in STAGE_LINE.findall(out) if s not in ALWAYS_RUNS], time.monotonic() - t0
 
 
-def scores_table(clone: Path) -> str:
-    # Every pair's scores with n (data/metrics/eval.json holds only the macro averages DVC compares).
-    evaluation = json.loads((clone / "data/eval/metrics.json").read_text(encoding="utf-8"))
+def raise_max_steps(clone: Path) -> None:
+    """Raises train.max_steps by 10 in params.yaml (the clone is left at the new value).
+
+    A `dvc repro --dry` cannot tell what re-runs: it lists the stages whose own params or deps changed,
+    not the ones that re-run because train's output changes (evaluate reads no train param). Raising
+    max_steps keeps the real repro cheap: the trainer resumes from its step-N checkpoint and adds 10 steps.
+    """
+    params = clone / "params.yaml"
+    changed, n = re.subn(r"(?m)^(  max_steps: )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 10}",
+                         params.read_text(encoding="utf-8"), count=1)
+    if n != 1:
+        raise SystemExit("bench/default_run.py: no 'train.max_steps' line found in params.yaml")
+    params.write_text(changed, encoding="utf-8")
+
+
+def run_outputs(clone: Path, rc: int) -> dict:
+    """What the first `make run` left, read before the re-run check changes it: the release files, every
+    pair's test scores with n (data/metrics/eval.json holds only the macro averages), adapt's table and
+    the sacrebleu signatures."""
+    if rc != 0:
+        return {"release": [], "scores": "(run failed)", "adapt": "", "signatures": ""}
+    evaluation = read_json(clone / "data/eval/metrics.json")
 
     def cells(m: dict) -> str:  # an empty test split has no scores (n = 0, not scored)
         return " | ".join("–" if m.get(k) is None else f"{m[k]:.1f}" for k in ("bleu", "chrfpp", "ter"))
 
-    rows = ["| pair | test sentences | BLEU | chrF++ | TER |", "|---|---|---|---|---|"]
-    for pair, m in evaluation.items():
-        if pair in ("macro", "external"):
-            continue
-        rows.append(f"| {pair} | {m['n']} | {cells(m)} |")
-    macro = evaluation.get("macro", {})
-    if macro:
-        rows.append(f"| macro average | | {cells(macro)} |")
-    return "\n".join(rows)
-
-
-def adapt_table(clone: Path) -> str:
-    results = json.loads((clone / "data/adapt/results.json").read_text(encoding="utf-8"))
-    if not results.get("enabled"):
-        return "(adapt disabled)"
-    lines = []
-    for lang, entry in results["languages"].items():
-        inits = ["scratch", "transfer", "meta"]
-        lines += [f"Held-out pair {entry['pair']} ({entry['test_sentences']} test sentences), test BLEU "
+    scores = ["| pair | test sentences | BLEU | chrF++ | TER |", "|---|---|---|---|---|"]
+    scores += [f"| {pair} | {m['n']} | {cells(m)} |" for pair, m in evaluation.items() if pair not in ("macro", "external")]
+    scores += [f"| macro average | | {cells(evaluation['macro'])} |"] if evaluation.get("macro") else []
+    sigs = next((m["signatures"] for m in evaluation.values() if isinstance(m, dict) and "signatures" in m), {})
+    results, inits, adapt = read_json(clone / "data/adapt/results.json"), ["scratch", "transfer", "meta"], []
+    for entry in results["languages"].values() if results.get("enabled") else ():
+        adapt += [f"Held-out pair {entry['pair']} ({entry['test_sentences']} test sentences), test BLEU "
                   "(chrF++) after the same fine-tuning budget from each init:", "",
                   "| K | " + " | ".join(inits) + " |", "|---" * (len(inits) + 1) + "|"]
-        for k in sorted(entry["k"], key=int):
-            row = entry["k"][k]
-            cells = [f"{row[i]['bleu_mean']:.1f} ({row[i]['chrfpp_mean']:.1f})" if i in row else "-"
-                     for i in inits]
-            lines.append(f"| {k} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines).rstrip()
-
-
-def signatures(clone: Path) -> str:
-    full = json.loads((clone / "data/eval/metrics.json").read_text(encoding="utf-8"))
-    for pair, m in full.items():
-        if isinstance(m, dict) and "signatures" in m:
-            return "\n".join(f"    {name}: {sig}" for name, sig in m["signatures"].items())
-    return "    (none found)"
-
-
-def run_outputs(clone: Path, rc: int) -> dict:
-    """What the first `make run` left, read before the re-run check changes it."""
-    if rc != 0:
-        return {"release": [], "scores": "(run failed)", "adapt": "", "signatures": ""}
-    return {"release": sorted(p.name for p in (clone / "data/release").iterdir()),
-            "scores": scores_table(clone), "adapt": adapt_table(clone), "signatures": signatures(clone)}
+        adapt += ["| " + " | ".join([k] + [f"{row[i]['bleu_mean']:.1f} ({row[i]['chrfpp_mean']:.1f})" if i in row
+                                           else "-" for i in inits]) + " |"
+                  for k, row in sorted(entry["k"].items(), key=lambda kv: int(kv[0]))] + [""]
+    return {"release": sorted(p.name for p in (clone / "data/release").iterdir()), "scores": "\n".join(scores),
+            "adapt": "\n".join(adapt).rstrip() if results.get("enabled") else "(adapt disabled)",
+            "signatures": "\n".join(f"    {name}: {sig}" for name, sig in sigs.items()) or "    (none found)"}
 
 
 def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: list[str],
@@ -199,11 +161,6 @@ Signatures:
 """
 
 
-def write_section(body: str) -> None:
-    results = ROOT / "bench" / "RESULTS.md"
-    write_text(results, replace_section(results.read_text(encoding="utf-8"), SECTION, body))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", type=Path, default=ROOT)
@@ -226,12 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     outputs = run_outputs(args.work, rc)
     noop, noop_s, rerun, rerun_s = False, 0.0, [], 0.0
     if rc == 0:
-        noop, noop_s = second_repro_is_noop(args.work)
-        rerun, rerun_s = stages_rerun_after_train_change(args.work)
+        ran, noop_s = repro(args.work)
+        noop = not ran
+        raise_max_steps(args.work)
+        rerun, rerun_s = repro(args.work)
     text = render(total, durations, rc, noop, noop_s, rerun, rerun_s, outputs)
     print(f"{SECTION}\n\n{text}")
     if args.write:
-        write_section(text)
+        results = ROOT / "bench" / "RESULTS.md"
+        write_text(results, replace_section(results.read_text(encoding="utf-8"), SECTION, text))
     return 0 if rc == 0 and noop and rerun == EXPECTED_AFTER_TRAIN_CHANGE else 1
 
 
