@@ -127,80 +127,63 @@ def main() -> None:
     ids = [e[0] for e in encoded]
     n = len(ids)
     vocab = tok.pieces
-    def pytorch(system: System, size: int):
-        def run(rows):
-            torch.set_num_threads(system.per_worker)
-            return translate_ids(model, rows, system.beam, args.length_penalty, args.max_length_ratio, size,
-                                 system.workers)
-        return run
-
-    def ct2(folder_ct2: Path, system: System, size: int):
-        decoder = CT2Decoder(folder_ct2, vocab, threads=args.threads, compute_type=system.compute,
-                             max_positions=model.cfg.max_positions, parallel_batches=system.workers > 1)
-        return lambda rows: decoder.translate_ids(rows, system.beam, args.length_penalty, args.max_length_ratio,
-                                                  size)
-
-    rows = {}
-    bleu_metric = sacrebleu.BLEU()
+    rows, bleu_metric = {}, sacrebleu.BLEU()
     with tempfile.TemporaryDirectory(prefix="babelflow_ct2_") as work:
         exported = {}
         for system, size in runs:
             name, compute = f"{system.name}-b{size}", system.compute
             if system.engine == "pytorch":
-                fn = pytorch(system, size)
+                def fn(rows, system=system, size=size):
+                    torch.set_num_threads(system.per_worker)
+                    return translate_ids(model, rows, system.beam, args.length_penalty, args.max_length_ratio, size,
+                                         system.workers)
             else:
                 if compute not in exported:
                     exported[compute] = export_ctranslate2(
                         model, vocab, Path(work) / compute, quantization=None if compute == "float32" else compute)
-                fn = ct2(exported[compute], system, size)
-            # One untimed batch first: first-call allocations and lazy inits are not decoding speed.
-            fn(ids[:size])
+                decoder = CT2Decoder(exported[compute], vocab, threads=args.threads, compute_type=compute,
+                                     max_positions=model.cfg.max_positions, parallel_batches=system.workers > 1)
+
+                def fn(rows, system=system, size=size, decoder=decoder):
+                    return decoder.translate_ids(rows, system.beam, args.length_penalty, args.max_length_ratio, size)
+            fn(ids[:size])  # one untimed batch first: first-call allocations and lazy inits are not decoding speed
             secs, out = best_of(lambda: fn(ids), args.repeats)
             hyps = [tok.decode(h, e[1]) for h, e in zip(out, encoded)]
-            bleu = bleu_metric.corpus_score(hyps, [refs])
-            rows[name] = {"seconds": round(secs, 2), "sent_per_s": round(n / secs, 2), "bleu": round(bleu.score, 2),
+            bleu = bleu_metric.corpus_score(hyps, [refs]).score
+            rows[name] = {"seconds": round(secs, 2), "sent_per_s": round(n / secs, 2), "bleu": round(bleu, 2),
                           "beam": system.beam, "batch": size, "engine": system.engine, "hyps": hyps}
-            print(f"{name}: {secs:.1f} s, {n / secs:.1f} sent/s, BLEU {bleu.score:.2f}", flush=True)
+            print(f"{name}: {secs:.1f} s, {n / secs:.1f} sent/s, BLEU {bleu:.2f}", flush=True)
 
     def fastest(engine: str, beam: int) -> str | None:
-        cands = [k for k, r in rows.items() if r["engine"] == engine and r["beam"] == beam]
-        return max(cands, key=lambda k: rows[k]["sent_per_s"]) if cands else None
+        return max((k for k, r in rows.items() if r["engine"] == engine and r["beam"] == beam),
+                   key=lambda k: rows[k]["sent_per_s"], default=None)
 
-    base_name = fastest("pytorch", args.beam)
-    greedy_name = fastest("pytorch", 1)
-    base = rows.get(base_name)
-    signature = str(bleu_metric.get_signature())
-    print()
-    print(f"{n} sentences en->{args.lang}, {args.threads} cores per system, batches of "
-          f"{'/'.join(map(str, args.batch))} sentences, "
-          f"torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}; BLEU signature `{signature}`")
-    print()
+    base_name, greedy_name = fastest("pytorch", args.beam), fastest("pytorch", 1)
+    base, signature = rows.get(base_name), str(bleu_metric.get_signature())
+    print(f"\n{n} sentences en->{args.lang}, {args.threads} cores per system, batches of "
+          f"{'/'.join(map(str, args.batch))} sentences, torch {torch.__version__}, ctranslate2 "
+          f"{ctranslate2.__version__}; BLEU signature `{signature}`\n")
     print(f"| system | seconds | sentences/s | vs {base_name} | BLEU | BLEU - {base_name} | "
-          "same output as PyTorch at equal beam |")
-    print("|---|---|---|---|---|---|---|")
+          "same output as PyTorch at equal beam |\n|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        r["ratio"] = round(r["sent_per_s"] / base["sent_per_s"], 3) if base else None
-        ratio = f"{r['ratio']:.2f}x" if base else "-"
-        delta = f"{r['bleu'] - base['bleu']:+.2f}" if base else "-"
         # Identical detokenized lines against PyTorch with the same beam size (greedy vs greedy).
         twin = rows.get(base_name if r["beam"] > 1 else greedy_name)
+        r["ratio"] = round(r["sent_per_s"] / base["sent_per_s"], 3) if base else None
         r["same_as_pytorch"] = sum(a == b for a, b in zip(r["hyps"], twin["hyps"])) / n if twin else None
+        ratio = f"{r['ratio']:.2f}x" if base else "-"
+        delta = f"{r['bleu'] - base['bleu']:+.2f}" if base else "-"
         same = f"{r['same_as_pytorch']:.1%}" if twin else "-"
         print(f"| {name} | {r['seconds']:.1f} | {r['sent_per_s']:.1f} | {ratio} | {r['bleu']:.2f} | {delta} | {same} |")
     verdict = None
     if base:
         ok = [k for k, r in rows.items() if r["engine"] == "ct2" and r["beam"] == args.beam
               and abs(r["bleu"] - base["bleu"]) <= BLEU_TOLERANCE]
-        if ok:
-            best = max(ok, key=lambda k: rows[k]["ratio"])
-            met = rows[best]["ratio"] >= GOAL_RATIO
-            verdict = (f"Goal (CTranslate2 >= {GOAL_RATIO:g}x {base_name}, BLEU within {BLEU_TOLERANCE}): "
-                       f"{'met' if met else 'not met'}: best is {best} at {rows[best]['ratio']:.2f}x, "
-                       f"BLEU {rows[best]['bleu'] - base['bleu']:+.2f} (on {n} sentences).")
-        else:
-            verdict = f"Goal: not met: no CTranslate2 beam {args.beam} row within {BLEU_TOLERANCE} BLEU."
-        print()
-        print(verdict)
+        best = max(ok, key=lambda k: rows[k]["ratio"], default=None)
+        verdict = (f"Goal (CTranslate2 >= {GOAL_RATIO:g}x {base_name}, BLEU within {BLEU_TOLERANCE}): "
+                   f"{'met' if rows[best]['ratio'] >= GOAL_RATIO else 'not met'}: best is {best} at "
+                   f"{rows[best]['ratio']:.2f}x, BLEU {rows[best]['bleu'] - base['bleu']:+.2f} (on {n} sentences)."
+                   if best else f"Goal: not met: no CTranslate2 beam {args.beam} row within {BLEU_TOLERANCE} BLEU.")
+        print(f"\n{verdict}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "n": n, "threads": args.threads, "beam": args.beam, "batch": args.batch, "signature": signature,
