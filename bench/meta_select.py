@@ -115,7 +115,7 @@ class Row:
 def score_init(params, init_dir: Path | None, project: Paths, tokenizer, ks: list[int], log) -> tuple[dict, dict]:
     """The cs dev score (`adapt.select_metric`, as it reads: BLEU or loss) of the weights the adaptation
     keeps and of its last step, per K over the seeds; and the init's own de/fr dev BLEU."""
-    from babelflow.adapt import dev_reading, dev_scorer, finetune_init
+    from babelflow.adapt.finetune import dev_reading, dev_scorer, finetune_init
     from babelflow.data import encoded_for, load_encoded
     from babelflow.runtime import start
 

@@ -143,14 +143,9 @@ def load_or_make_batches(args, n: int) -> tuple[int, list[dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "multi30k"))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--max-tokens", type=int, default=2048)
-    ap.add_argument("--vocab", type=int, default=8000)
-    ap.add_argument("--sentences", type=int, default=10000)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--d-model", type=int, default=256)
+    for flag, default in (("threads", 2), ("steps", 20), ("warmup", 3), ("max-tokens", 2048), ("vocab", 8000),
+                          ("sentences", 10000), ("layers", 2), ("d-model", 256)):
+        ap.add_argument(f"--{flag}", type=int, default=default)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="the device's dense bf16 peak (e.g. 989 for H100 SXM), for MFU")
