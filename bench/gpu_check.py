@@ -423,6 +423,7 @@ def _probe_joeynmt() -> str:
 def part_multi30k(c, record) -> None:
     from babelflow.io import read_json
     from bench.pipeline import run_stages
+    from tasks import train as train_stage
 
     preset, params, chunk = multi30k_plan(c.dry_run, c.data)
     cfg, work = params.train, c.work / "multi30k"
@@ -430,27 +431,28 @@ def part_multi30k(c, record) -> None:
     def upto(steps: int):  # the same run, ending at `steps`: train resumes from its checkpoints
         return params.model_copy(update={"train": cfg.model_copy(update={"max_steps": steps})})
 
-    paths, seconds = run_stages(upto(chunk), work, ["collect", "clean", "tokenize", "train"])
+    paths, seconds = run_stages(params, work, ["collect", "clean", "tokenize"])
     record(preset=preset, preset_steps=cfg.max_steps, max_tokens=cfg.max_tokens,
            model=params.model.transformer.model_dump(), stages_s=seconds)
-    # The first chunk's stage time holds data loading, model building and selection too, so steps are
-    # planned on a per-step time that is too long, never too short.
-    per_step = seconds["train"] / chunk
-    room = c.left() - (10 if c.dry_run else 60)  # the evaluate stage: beam search on test
+    t = time.monotonic()
+    first = train_stage.run(upto(chunk), paths)
+    per_step = first["wall_time_s"] / first["steps"]
+    fixed = time.monotonic() - t - first["wall_time_s"]  # data loading, model building: paid again on resume
+    room = c.left() - (10 if c.dry_run else 60) - fixed  # 60 s: the evaluate stage's beam search on test
     steps = min(cfg.max_steps, chunk + max(0, int(room / per_step)) // chunk * chunk, 2 * chunk if c.dry_run else 10**9)
-    record(first_chunk={"steps": chunk, "seconds": seconds["train"], "step_s": round(per_step, 4)}, planned_steps=steps)
-    more = run_stages(upto(steps), work, ["train", "evaluate"] if steps > chunk else ["evaluate"])[1]
-    state = read_json(paths.train / "train_state.json")
-    record(train={k: state.get(k) for k in ("steps", "tokens_seen", "parameters", "train_loss", "dev_loss",
-                                            "dev_bleu", "device")},
-           steps_of_preset=f"{state['steps']} of {cfg.max_steps}", selection=state.get("selection"),
-           stages_s={**seconds, **{f"{k}_2" if k == "train" else k: v for k, v in more.items()}})
+    record(first_chunk={"steps": first["steps"], "seconds": round(time.monotonic() - t, 1),
+                        "step_s": round(per_step, 4)}, planned_steps=steps)
+    metrics = train_stage.run(upto(steps), paths) if steps > chunk else first
+    record(train={k: metrics.get(k) for k in ("steps", "tokens_seen", "parameters", "train_loss", "dev_loss",
+                                              "dev_bleu", "device", "tokens_per_s")},
+           steps_of_preset=f"{metrics['steps']} of {cfg.max_steps}", selection=metrics.get("selection"))
+    evaluated = run_stages(upto(steps), work, ["evaluate"])[1]["evaluate"]
     shutil.copyfile(paths.plots("train") / "learning_curve.csv", c.out / "learning_curve.csv")
     shutil.copyfile(paths.eval / "en-de.hyp", c.out / "test.de.hyp")
     test = read_json(paths.eval / "metrics.json")["en-de"]
     record(test={k: round(test[k], 2) if isinstance(test[k], float) else test[k]
                  for k in ("bleu", "chrfpp", "ter", "n", "signatures")},
-           test_decode_s=more["evaluate"], beam=params.evaluate.beam_size)
+           test_decode_s=evaluated, beam=params.evaluate.beam_size)
 
 
 def multi30k_plan(dry_run: bool, corpus=None):
