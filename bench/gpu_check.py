@@ -477,7 +477,7 @@ def part_decode(c, record) -> None:
     from babelflow.decode import translate_ids
     from babelflow.metrics import score
     from babelflow.models import build_model, load_model
-    from babelflow.runtime import autocast
+    from babelflow.runtime import autocast, seed_all
     from babelflow.tokenizer import Tokenizer
     from tasks._common import Paths
 
@@ -496,7 +496,7 @@ def part_decode(c, record) -> None:
 
         size = TINY if c.dry_run else BASE
         d, vocab = size["d_model"], size["vocab"]
-        torch.manual_seed(0)
+        seed_all(0)
         model = build_model(ModelConfig(arch="transformer", transformer=TransformerConfig(
             d_model=d, ffn_dim=4 * d, heads=d // 64, encoder_layers=size["layers"], decoder_layers=size["layers"])),
             vocab).to(device).eval()

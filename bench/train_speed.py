@@ -236,6 +236,8 @@ def worker_main(name: str, spec: dict) -> None:
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Threads, seed and autocast are set here, not by babelflow.runtime: the peers' venvs lack babelflow,
+    # and every toolkit must get the same settings.
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     batches = torch.load(spec["batches"], weights_only=True)
