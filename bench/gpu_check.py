@@ -431,7 +431,7 @@ def part_multi30k(c, record) -> None:
     def upto(steps: int):  # the same run, ending at `steps`: train resumes from its checkpoints
         return params.model_copy(update={"train": cfg.model_copy(update={"max_steps": steps})})
 
-    paths, seconds = run_stages(params, work, ["collect", "clean", "tokenize"])
+    paths, seconds = run_stages(params, work, ["collect", "clean", "tokenize", "encode"])
     record(preset=preset, preset_steps=cfg.max_steps, max_tokens=cfg.max_tokens,
            model=params.model.transformer.model_dump(), stages_s=seconds)
     t = time.monotonic()

@@ -9,7 +9,7 @@ K in {500, 2000, 29000} from scratch / transfer / meta inits; the table goes int
     options: --set SECTION.KEY=VALUE (repeatable) --corpus DIR --work DIR --results FILE
 
 The run is a project folder <work>/<preset>/data/ made by the pipeline's own stages (collect with
-Multi30k's splits, clean, tokenize, train, meta, adapt) on bench/presets/meta-<preset>.yaml. The
+Multi30k's splits, clean, tokenize, encode, train, meta, adapt) on bench/presets/meta-<preset>.yaml. The
 transfer init is the train stage's multilingual en->de+fr model; the meta init starts from it
 (meta.init=train). Every init then gets the same adaptation budget; the weights kept are those that
 score best on the cs dev split (`adapt.select_every`, `adapt.select_metric`), and the last step's
@@ -227,7 +227,7 @@ def matched_transfer(preset: str, args, params: Params, paths: Paths) -> tuple[M
     longer = preset_params(f"meta-{preset}", [*args.overrides, f"train.max_steps={steps}", "adapt.inits=[transfer]"],
                            args.corpus)
     other = Paths(paths.root / "matched")
-    for folder in (paths.clean, paths.tokenizer, paths.checkpoints("train")):
+    for folder in (paths.clean, paths.tokenizer, paths.encoded, paths.checkpoints("train")):
         target = other.root / folder.relative_to(paths.root)
         if not target.exists():  # a rerun continues its own checkpoints
             shutil.copytree(folder, target)
@@ -247,7 +247,7 @@ def main() -> None:
     preset = args.preset
     params = preset_params(f"meta-{preset}", args.overrides, args.corpus)
     paths, seconds = run_stages(params, Path(args.work) / preset,
-                                ["collect", "clean", "tokenize", "train", "meta", "adapt"])
+                                ["collect", "clean", "tokenize", "encode", "train", "meta", "adapt"])
     inits = {"transfer": paths.train, "meta": paths.meta}
     matched = None
     if args.matched_transfer:

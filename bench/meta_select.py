@@ -46,7 +46,7 @@ SECTION = "## Choosing the meta-learning setting on dev (issue 6): `bench/meta_s
 GOAL_KS = (500, 2000)
 # Inits meta_multi30k.py built, scored as they are -> their folder under the work dir ("meta": the preset's).
 REFS = {"transfer": "data/train", "matched": "matched/data/train", "meta": "data/meta"}
-SHARED = ("data/clean", "data/tokenizer", "data/train")  # what a variant's project takes from the main one
+SHARED = ("data/clean", "data/tokenizer", "data/encoded", "data/train")  # what a variant's project takes from the main one
 
 
 def variant_params(preset: str, overrides: list[str], corpus=CORPUS):

@@ -1,5 +1,5 @@
 """Quality benchmark of issue 5: Multi30k through the pipeline's own stages (collect with Multi30k's
-train / val / test_2016_flickr splits, clean, tokenize, train, evaluate); sacrebleu BLEU and chrF++
+train / val / test_2016_flickr splits, clean, tokenize, encode, train, evaluate); sacrebleu BLEU and chrF++
 (with signatures) on test_2016_flickr.
 
     python bench/multi30k.py [--preset cpu|gpu|smoke] [--runs ende multi] [--set train.max_steps=600 ...]
@@ -28,7 +28,7 @@ from babelflow.io import read_json  # noqa: E402
 from bench.pipeline import add_arguments, preset_params, run_stages  # noqa: E402
 
 RUN_TARGETS = {"ende": "[de]", "multi": "[de, fr]"}
-STAGES = ["collect", "clean", "tokenize", "train", "evaluate"]
+STAGES = ["collect", "clean", "tokenize", "encode", "train", "evaluate"]
 
 
 @dataclass(frozen=True)
