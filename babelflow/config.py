@@ -220,6 +220,9 @@ class TransformerConfig(Section):
     attention_dropout: float = Field(default=0.0, ge=0, lt=1)
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = Field(default=512, gt=0, le=65_536)  # the position table is built at this size
+    # How the shared embedding (and an untied output layer) start: `normal` is fairseq's N(0, d^-1/2),
+    # `xavier` Sockeye's N(0, 2/(V+d)). See babelflow/models/transformer.py for what each does at step 0.
+    embed_init: Literal["normal", "xavier"] = "normal"
     tie_embeddings: bool = True
 
     @model_validator(mode="after")

@@ -71,7 +71,7 @@ def link_data(data: Path, work: Path, first_stage: str) -> None:
             link.symlink_to(target, target_is_directory=True)
 
 
-def score_dev(params, paths) -> list[DevScore]:
+def score_dev(params, paths, limit: int = 0) -> list[DevScore]:
     from babelflow.data import read_parallel
     from babelflow.metrics import repetition
     from babelflow.models import load_model
@@ -85,7 +85,7 @@ def score_dev(params, paths) -> list[DevScore]:
     out = []
     for lang in params.languages.targets:
         pair = params.languages.pair(lang)
-        dev = read_parallel(paths.clean / pair / "dev.src", paths.clean / pair / "dev.tgt")
+        dev = read_parallel(paths.clean / pair / "dev.src", paths.clean / pair / "dev.tgt")[: limit or None]
         hyps, s = translate_and_score(model, tokenizer, [a for a, _ in dev], [b for _, b in dev], lang,
                                       Decoding.of(params.evaluate))
         out.append(DevScore(pair, s["n"], round(s["bleu"], 2), round(s["chrfpp"], 2), repetition(hyps)["repeats"]))
@@ -100,7 +100,7 @@ def run_variant(args, name: str, overrides: list[str]) -> Variant:
     paths, seconds = run_stages(params, work, args.stages)
     state = read_json(paths.train / "train_state.json")
     result = Variant(name, overrides, state["steps"], seconds.get("train", round(time.monotonic() - t, 1)),
-                     score_dev(params, paths))
+                     score_dev(params, paths, args.dev_sentences))
     write_json(work / "ablation.json", asdict(result))
     return result
 
@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="project folder whose data/ the variants start from")
     ap.add_argument("--variant", action="append", required=True, help="NAME or 'NAME: key=value ...' (repeatable)")
     ap.add_argument("--stages", nargs="+", default=["train"], help="stages each variant runs (default: train)")
+    ap.add_argument("--dev-sentences", type=int, default=0, help="first N dev sentences per pair (0: all)")
     ap.add_argument("--work", default="/tmp/babelflow_ablate")
     args = ap.parse_args()
     print(table([run_variant(args, *parse_variant(v)) for v in args.variant]))

@@ -133,7 +133,12 @@ class Transformer(Seq2Seq):
         self.pad_id = pad_id
         d = cfg.d_model
         self.embed = nn.Embedding(vocab_size, d, padding_idx=pad_id)
-        nn.init.normal_(self.embed.weight, 0.0, d**-0.5)
+        # fairseq's N(0, d^-1/2) ("normal") learns fast, but in this pre-norm stack the residual stream
+        # at init is mostly the input token's own embedding (times sqrt(d)), so the tied projection
+        # scores that token at ~0.8 sqrt(d): the untrained model is sure the previous token repeats
+        # and starts at ~12.5 nats (d 256, V 8000) instead of ln V = 9.0. Sockeye's Xavier scale
+        # ("xavier") makes that logit ~1 and the first loss ln V (tests/models/test_models_init.py).
+        self._init_embedding(self.embed.weight, cfg.embed_init)
         with torch.no_grad():
             self.embed.weight[pad_id].zero_()
         self.embed_scale = math.sqrt(d)
@@ -151,7 +156,14 @@ class Transformer(Seq2Seq):
         self.decoder_norm = nn.LayerNorm(d)
         self.output_proj = None if cfg.tie_embeddings else nn.Linear(d, vocab_size, bias=False)
         if self.output_proj is not None:
-            nn.init.normal_(self.output_proj.weight, 0.0, d**-0.5)
+            self._init_embedding(self.output_proj.weight, cfg.embed_init)  # the same scale as the tied case
+
+    @staticmethod
+    def _init_embedding(weight: Tensor, how: str) -> None:
+        if how == "xavier":
+            nn.init.xavier_normal_(weight)
+        else:
+            nn.init.normal_(weight, 0.0, weight.size(1) ** -0.5)
 
     # ------------------------------------------------------------------------------------------ pieces
     def _positions(self, length: int, offset: int, device: torch.device) -> Tensor:

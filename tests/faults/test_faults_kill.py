@@ -26,6 +26,7 @@ KILLS = [
     ("collect", "before_rename:raw", "raw"),
     ("clean", "before_rename:clean", "clean"),
     ("tokenize", "before_rename:tokenizer", "tokenizer"),
+    ("encode", "before_rename:encoded", "encoded"),
     ("train", "checkpoint_saved:train", "train"),
     ("meta", "checkpoint_saved:meta", "meta"),
     ("adapt", "before_rename:adapt", "adapt"),
@@ -89,10 +90,10 @@ def test_kill9_in_every_stage_then_repro_resumes_to_identical_artifacts(tmp_path
             assert "up to date" in sh(["dvc", "status", previous], root).stdout, stage
 
     # The run killed in meta had resumed train, the one killed in adapt had resumed meta.
-    after_train_kill, after_meta_kill = outputs[4], outputs[5]
+    after_train_kill, after_meta_kill = outputs[5], outputs[6]
     m = re.search(r"resumed from \S+ at step (\d+)", after_train_kill)
     assert m and int(m.group(1)) > 0, after_train_kill[-3000:]
-    m = re.search(r"meta: resumed from \S+ \(step (\d+)\)", after_meta_kill)
+    m = re.search(r"meta: resumed from \S+ at meta step (\d+)", after_meta_kill)
     assert m and int(m.group(1)) > 0, after_meta_kill[-3000:]
 
     out = _repro_after_kill(root)
