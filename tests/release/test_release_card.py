@@ -86,12 +86,12 @@ def test_usage_snippet_runs(release_dir):
     assert isinstance(scope["translations"], list) and len(scope["translations"]) == 1
 
 
-def test_limitations_are_measured_on_the_test_outputs(tmp_path, project_factory):
+def card_for_outputs(tmp_path, project_factory, de_hyps: str, fr_hyps: str) -> str:
+    """The model card of a release whose en-de and en-fr test outputs are these lines."""
     params = project_factory(tmp_path, with_adapt=False)
     data = tmp_path / "data"
-    # en-de test sources are "a man is riding a bike", "two dogs play in the snow", ...
-    write_text(data / "eval" / "en-de.hyp", "ein mann mann mann mann fährt\n\nthe girl reads a book\neine frau\n")
-    write_text(data / "eval" / "en-fr.hyp", "un homme\ndeux chiens\nla fille \ufffd\nune femme\n")
+    write_text(data / "eval" / "en-de.hyp", de_hyps)
+    write_text(data / "eval" / "en-fr.hyp", fr_hyps)
     sig = {"bleu": "nrefs:1|tok:13a", "chrfpp": "nrefs:1|nw:2", "ter": "nrefs:1"}
     write_json(data / "eval" / "metrics.json", {
         "en-de": {"n": 4, "bleu": 3.2, "chrfpp": 9.5, "ter": 159.5, "signatures": sig},
@@ -101,7 +101,13 @@ def test_limitations_are_measured_on_the_test_outputs(tmp_path, project_factory)
                            eval_metrics=data / "eval" / "metrics.json", manifest=data / "raw" / "manifest.json",
                            clean_report=data / "clean" / "report.json")
     build_release(data / "release", params.model_dump(mode="json"), inputs)
-    card = (data / "release" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    return (data / "release" / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+def test_limitations_are_measured_on_the_test_outputs(tmp_path, project_factory):
+    # en-de test sources are "a man is riding a bike", "two dogs play in the snow", ...
+    card = card_for_outputs(tmp_path, project_factory, "ein mann mann mann mann fährt\n\nthe girl reads a book\neine frau\n",
+                            "un homme\ndeux chiens\nla fille \ufffd\nune femme\n")
     limits = section(card, "## Limitations")
     row = next(line for line in limits.splitlines() if line.startswith("| en-de |"))
     assert row.startswith("| en-de | 4 | 3.20 | 25.0 % | 25.0 % | 25.0 % | 0.0 % |"), row

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from babelflow.io import read_json, write_json, write_text
+from babelflow.io import read_json
 from babelflow.metrics import repeats_a_word
-from babelflow.release import ReleaseInputs, build_release
+from tests.release.test_release_card import card_for_outputs
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -40,18 +40,6 @@ def test_evaluate_counts_repeating_outputs_per_pair_and_in_all(tiny_project, mon
 
 
 def test_card_states_the_repeating_outputs_in_all(tmp_path, project_factory):
-    params = project_factory(tmp_path, with_adapt=False)
-    data = tmp_path / "data"
-    write_text(data / "eval" / "en-de.hyp", "ein mann mann mann mann fährt\nzwei hunde\nbei bei bei bei\neine frau\n")
-    write_text(data / "eval" / "en-fr.hyp", "un homme\ndeux chiens\nla fille\nune femme\n")
-    sig = {"bleu": "nrefs:1|tok:13a", "chrfpp": "nrefs:1|nw:2", "ter": "nrefs:1"}
-    write_json(data / "eval" / "metrics.json", {
-        "en-de": {"n": 4, "bleu": 3.2, "chrfpp": 9.5, "ter": 159.5, "signatures": sig},
-        "en-fr": {"n": 4, "bleu": 25.0, "chrfpp": 40.0, "ter": 60.0, "signatures": sig},
-        "macro": {"pairs": 2, "bleu": 14.1, "chrfpp": 24.75, "ter": 109.75}})
-    inputs = ReleaseInputs(train_dir=data / "train", tokenizer_dir=data / "tokenizer",
-                           eval_metrics=data / "eval" / "metrics.json", manifest=data / "raw" / "manifest.json",
-                           clean_report=data / "clean" / "report.json")
-    build_release(data / "release", params.model_dump(mode="json"), inputs)
-    card = (data / "release" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    card = card_for_outputs(tmp_path, project_factory, "ein mann mann mann mann fährt\nzwei hunde\nbei bei bei bei\neine frau\n",
+                            "un homme\ndeux chiens\nla fille\nune femme\n")
     assert "In all, 2 of 8 test outputs (25.0 %) repeat one word 4 or more times in a row." in card
