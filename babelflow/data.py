@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from babelflow.encode import FORMAT
 from babelflow.errors import InputError
 from babelflow.io import read_json
 from babelflow.specials import BOS_ID, PAD_ID
@@ -160,13 +161,23 @@ def load_encoded(encoded_dir: str | Path, pair: str, split: str, max_len: int, l
     manifest_path = encoded_dir / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(manifest_path, "file not found; run the encode stage first")
-    dtype = np.dtype(read_json(manifest_path)["dtype"])
+    manifest = read_json(manifest_path)
+    if manifest.get("format") != FORMAT:
+        raise InputError(manifest_path, f"encoded in format {manifest.get('format')}, not {FORMAT}; run the encode stage again")
+    dtype = np.dtype(manifest["dtype"])
     folder = encoded_dir / pair
-    for name in (f"{split}.idx", f"{split}.src.bin", f"{split}.tgt.bin"):
+    for name in (f"{split}.len", f"{split}.src.bin", f"{split}.tgt.bin"):
         if not (folder / name).is_file():
             raise InputError(folder / name, "file not found; run the encode stage first")
-    offsets = _map(folder / f"{split}.idx", np.int64).reshape(-1, 2)
-    lens = np.diff(offsets, axis=0)
+    info = manifest["pairs"].get(pair, {}).get(split)
+    if info is None:
+        raise InputError(manifest_path, f"lists no {pair} {split} split; run the encode stage again")
+    lens = _map(folder / f"{split}.len", np.dtype(info["len_dtype"])).reshape(-1, 2)
+    offsets = np.zeros((len(lens) + 1, 2), np.int64)  # 16 bytes a pair in RAM, ~2 on disk
+    np.cumsum(lens, axis=0, out=offsets[1:])
+    for side, data in enumerate((f"{split}.src.bin", f"{split}.tgt.bin")):
+        if offsets[-1, side] * dtype.itemsize != (folder / data).stat().st_size:
+            raise InputError(folder / data, "does not match the lengths in its .len file; run the encode stage again")
     keep = np.flatnonzero((lens[:, 0] <= max_len) & (lens[:, 1] <= max_len))
     if limit is not None:
         keep = keep[:limit]
