@@ -1,4 +1,4 @@
-"""Encoded corpus: each clean split as memory-mapped token arrays plus an offsets index.
+"""Encoded corpus: each clean split as memory-mapped token arrays plus a per-sentence lengths index.
 
 For every pair and split, in `out_dir/<pair>/`:
   `<split>.src.bin`, `<split>.tgt.bin`  the ids of every sentence back to back (uint16 while the
