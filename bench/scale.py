@@ -150,14 +150,17 @@ def _stats(xs: list[float]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def run_size(n: int, root: Path, keep: bool, source: Path) -> dict:
+def run_size(n: int, root: Path, keep: bool, source: Path, only: list[str] | None = None) -> dict:
+    """Every stage on a fresh corpus of `n` pairs; `only`: just those, on the project a --keep run left."""
     work = root / str(n)
-    if work.exists():
-        shutil.rmtree(work)
-    t = time.monotonic()
-    build_corpus(work / "corpus", n, source)
-    result: dict = {"pairs": n, "build_corpus_s": round(time.monotonic() - t, 1), "stages": {}}
-    for stage in CHILDREN:
+    result: dict = {"pairs": n, "stages": {}}
+    if not only:
+        if work.exists():
+            shutil.rmtree(work)
+        t = time.monotonic()
+        build_corpus(work / "corpus", n, source)
+        result["build_corpus_s"] = round(time.monotonic() - t, 1)
+    for stage in only or CHILDREN:
         env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONPATH": str(ROOT)}
         t = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "bench.scale", "--child", stage, "--work", str(work)],
@@ -169,6 +172,8 @@ def run_size(n: int, root: Path, keep: bool, source: Path) -> dict:
         result["stages"][stage] = {"wall_s": round(time.monotonic() - t, 1),
                                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # KiB on Linux
         print(f"{n} {stage}: {result['stages'][stage]}", flush=True)
+    if only:
+        keep = True
     result["train"] = {**json.loads((work / "train_timing.json").read_text()),
                        **json.loads((work / "ready_timing.json").read_text())}
     manifest = json.loads((work / "data" / "encoded" / "manifest.json").read_text())
@@ -195,6 +200,7 @@ def main() -> None:
                     if os.environ.get("BABELFLOW_SHARED") else CORPUS, help="folder of the Multi30k files")
     ap.add_argument("--json", help="append each size's figures to this JSON-lines file")
     ap.add_argument("--keep", action="store_true", help="keep each size's project folder")
+    ap.add_argument("--only", nargs="+", choices=CHILDREN, help="rerun these stages on the project --keep left")
     ap.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -203,7 +209,7 @@ def main() -> None:
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
     for n in args.sizes:
-        result = run_size(n, Path(args.work), args.keep, args.corpus)
+        result = run_size(n, Path(args.work), args.keep, args.corpus, args.only)
         if args.json:
             with open(args.json, "a", encoding="utf-8") as f:
                 f.write(json.dumps({**result, "load": os.getloadavg()}) + "\n")
