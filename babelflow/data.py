@@ -71,15 +71,17 @@ def collate(rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> Batch:
 class Examples:
     """Sentence pairs as token arrays (memory-mapped or in memory): `offsets[i]` is where pair i
     starts in `src`/`tgt` (row n: the ends), `ids` the pairs kept, in order. Indexing with an int
-    gives (source ids, target ids); with an index array, the subset."""
+    gives (source ids, target ids); with an index array, the subset. Per pair in RAM: the offsets
+    (16 bytes, shared by subsets), the id (8) and both lengths (uint16 while they fit: 4)."""
 
-    def __init__(self, src: np.ndarray, tgt: np.ndarray, offsets: np.ndarray, ids: np.ndarray):
+    def __init__(self, src: np.ndarray, tgt: np.ndarray, offsets: np.ndarray, ids: np.ndarray,
+                 lens: np.ndarray | None = None):
         self.src, self.tgt, self.offsets = src, tgt, offsets
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.src_start = np.asarray(offsets[self.ids, 0])
-        self.tgt_start = np.asarray(offsets[self.ids, 1])
-        self.src_len = (np.asarray(offsets[self.ids + 1, 0]) - self.src_start).astype(np.int32)
-        self.tgt_len = (np.asarray(offsets[self.ids + 1, 1]) - self.tgt_start).astype(np.int32)
+        if lens is None:  # [len(ids), 2]; the reader has them already, else from the offsets
+            lens = offsets[self.ids + 1] - offsets[self.ids]
+        dtype = np.uint16 if not lens.size or lens.max() <= np.iinfo(np.uint16).max else np.int64
+        self.src_len, self.tgt_len = lens[:, 0].astype(dtype), lens[:, 1].astype(dtype)
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> "Examples":
@@ -95,9 +97,10 @@ class Examples:
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            s, t = self.src_start[i], self.tgt_start[i]
-            return self.src[s : s + self.src_len[i]], self.tgt[t : t + self.tgt_len[i]]
-        return Examples(self.src, self.tgt, self.offsets, self.ids[np.asarray(i, dtype=np.int64)])
+            (s, t), (s_end, t_end) = self.offsets[self.ids[i]], self.offsets[self.ids[i] + 1]
+            return self.src[s:s_end], self.tgt[t:t_end]
+        i = np.asarray(i, dtype=np.int64)
+        return Examples(self.src, self.tgt, self.offsets, self.ids[i], np.stack([self.src_len[i], self.tgt_len[i]], 1))
 
     def rows(self, positions: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         return [self[int(i)] for i in positions]
@@ -180,7 +183,8 @@ def load_encoded(encoded_dir: str | Path, pair: str, split: str, max_len: int, l
     keep = np.flatnonzero((lens[:, 0] <= max_len) & (lens[:, 1] <= max_len))
     if limit is not None:
         keep = keep[:limit]
-    return Examples(_map(folder / f"{split}.src.bin", dtype), _map(folder / f"{split}.tgt.bin", dtype), offsets, keep)
+    return Examples(_map(folder / f"{split}.src.bin", dtype), _map(folder / f"{split}.tgt.bin", dtype), offsets, keep,
+                    lens[keep])
 
 
 def _map(path: Path, dtype) -> np.ndarray:
@@ -311,17 +315,23 @@ class TokenBatcher:
         key_type = np.uint16 if span * span < 65535 else np.int64
         keys = np.full(rows * width, np.iinfo(key_type).max, key_type)  # padding sorts last
         keys[:n] = tgt.astype(key_type) * key_type(span) + src.astype(key_type)
-        within = np.argsort(keys.reshape(rows, width), axis=1, kind="stable")
-        idx = (within + width * np.arange(rows)[:, None]).reshape(-1)[:n]
+        sizes = np.zeros(rows * width, np.int32)
+        sizes[:n] = np.maximum(src, tgt)
+        del src, tgt
+        idx = np.argsort(keys.reshape(rows, width), axis=1, kind="stable")
+        del keys
+        idx += width * np.arange(rows)[:, None]
+        idx = idx.reshape(-1)[:n]
         order = pool[idx]
         # The greedy cut runs on every window at once, one position of each window a step, so the
         # Python loop is `window` long whatever the corpus size (columns made contiguous for it).
-        sizes = np.zeros(rows * width, np.int64)
-        sizes[:n] = np.maximum(src, tgt)[idx]
+        sizes[:n] = sizes[idx]
+        del idx
         columns = sizes.reshape(rows, width).T.copy()
+        del sizes
         cut = np.zeros((width, rows), bool)  # True where a batch starts
         count = np.zeros(rows, np.int64)
-        longest = np.zeros(rows, np.int64)
+        longest = np.zeros(rows, np.int64)  # int64: (count + 1) * longest must not overflow
         for j in range(min(width, n)):
             size = columns[j]
             full = (count > 0) & ((count + 1) * np.maximum(longest, size) > self.max_tokens)
