@@ -157,7 +157,7 @@ class DigestSet:
     digests are looked up in the array at once (`prepare`); merges happen only there, between
     chunks, so a digest added within a chunk stays visible in the Python set until the chunk ends."""
 
-    def __init__(self, flush: int = 1 << 20):
+    def __init__(self, flush: int = 1 << 18):  # at most ~25 MB of Python set
         self.old = np.zeros(0, np.uint64)
         self.new: set[bytes] = set()
         self.flush = flush
@@ -166,7 +166,7 @@ class DigestSet:
     def prepare(self, digests: list[bytes]) -> None:
         if len(self.new) >= self.flush:
             merged = np.concatenate([self.old, np.frombuffer(b"".join(self.new), np.uint64)])
-            merged.sort()
+            merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
             self.old, self.new = merged, set()
         self.hits = set()
         if len(self.old) and digests:
