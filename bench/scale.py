@@ -183,7 +183,8 @@ def run_size(n: int, root: Path, keep: bool, source: Path, only: list[str] | Non
     clean_train = manifest["pairs"]["en-de"]["train"]
     result["encoded"] = {"tokens": tokens, "bytes": enc_bytes, "bytes_per_token": round(enc_bytes / tokens, 4),
                          "train_pairs": clean_train["sentences"], "len_dtype": clean_train["len_dtype"],
-                         "pairs_per_s": round(clean_train["sentences"] / result["stages"]["encode"]["wall_s"])}
+                         "pairs_per_s": round(clean_train["sentences"] / result["stages"]["encode"]["wall_s"])
+                         if "encode" in result["stages"] else None}
     result["disk_mb"] = {d: round(sum(f.stat().st_size for f in (work / "data" / d).rglob("*") if f.is_file()) / 2**20, 1)
                          for d in ("raw", "clean", "encoded")}
     print(json.dumps(result), flush=True)
