@@ -1,14 +1,16 @@
-"""Encoded corpus: each clean split as memory-mapped token arrays plus an offsets index.
+"""Encoded corpus: each clean split as memory-mapped token arrays plus a per-sentence lengths index.
 
 For every pair and split, in `out_dir/<pair>/`:
   `<split>.src.bin`, `<split>.tgt.bin`  the ids of every sentence back to back (uint16 while the
                                         vocabulary fits, else uint32), exactly what
                                         `Tokenizer.encode_pair` gives (source: <2tgt> ... EOS,
                                         target: ... EOS);
-  `<split>.idx`                         int64 [n+1, 2]: the start of sentence i in the src and tgt
-                                        arrays (row n: the totals), so lengths are one np.diff.
+  `<split>.len`                         [n, 2]: the source and target length of sentence i, in the
+                                        smallest unsigned dtype that holds the split's longest
+                                        (`len_dtype`: uint8 below 256 pieces), so the index costs
+                                        ~2 bytes a pair, not 16; readers get offsets by one cumsum.
 and `out_dir/manifest.json`: dtype, vocabulary size, tokenizer sha256, max_placeholders, and per split
-the sentence and token counts and each file's sha256.
+the sentence and token counts, `len_dtype` and each file's sha256.
 
 Nothing is filtered here: `train.max_len` is a training knob, applied by the reader on the index.
 Lines are streamed in chunks to a process pool (or a Dask cluster, `executor.address`) and written
@@ -35,11 +37,17 @@ from babelflow.io import write_json
 log = logging.getLogger("babelflow.encode")
 
 SPLITS = ("train", "dev", "test")
-FORMAT = 1
+_LEN_BLOCK = 1 << 20  # lengths narrowed per block
+FORMAT = 2  # 1 had an int64 offsets index (<split>.idx)
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
+
+
+def len_dtype_for(lengths: np.ndarray) -> np.dtype:
+    longest = int(lengths.max()) if lengths.size else 0
+    return np.dtype(next(t for t in (np.uint8, np.uint16, np.uint32) if longest <= np.iinfo(t).max))
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -187,23 +195,36 @@ class _HashedFile:
 
 def encode_split(executor, tok_key: tuple[str, int], dtype: np.dtype, folder: Path, out: Path, split: str,
                  tgt_lang: str, chunk_lines: int) -> dict:
-    files = {name: _HashedFile(out / f"{split}.{name}") for name in ("src.bin", "tgt.bin", "idx")}
+    files = {name: _HashedFile(out / f"{split}.{name}") for name in ("src.bin", "tgt.bin")}
+    # The lengths go to a uint32 scratch file first: their dtype is known only at the end.
+    scratch = out / f"{split}.len.u32"
     n = n_src = n_tgt = 0
-    files["idx"].write(np.zeros(2, np.int64).tobytes())
     try:
-        jobs = ((tok_key, executor.model, dtype.str, tgt_lang, s, t)
-                for s, t in read_chunks(folder / f"{split}.src", folder / f"{split}.tgt", chunk_lines))
-        for ids_s, len_s, ids_t, len_t in ordered_map(executor.submit, encode_chunk, jobs, executor.window):
-            files["src.bin"].write(ids_s.tobytes())
-            files["tgt.bin"].write(ids_t.tobytes())
-            ends = np.stack([n_src + np.cumsum(len_s), n_tgt + np.cumsum(len_t)], axis=1).astype(np.int64)
-            files["idx"].write(ends.tobytes())
-            n += len(len_s)
-            n_src += int(len_s.sum())
-            n_tgt += int(len_t.sum())
+        with open(scratch, "wb") as lens_out:
+            jobs = ((tok_key, executor.model, dtype.str, tgt_lang, s, t)
+                    for s, t in read_chunks(folder / f"{split}.src", folder / f"{split}.tgt", chunk_lines))
+            for ids_s, len_s, ids_t, len_t in ordered_map(executor.submit, encode_chunk, jobs, executor.window):
+                files["src.bin"].write(ids_s.tobytes())
+                files["tgt.bin"].write(ids_t.tobytes())
+                lens_out.write(np.stack([len_s, len_t], axis=1).astype(np.uint32).tobytes())
+                n += len(len_s)
+                n_src += int(len_s.sum())
+                n_tgt += int(len_t.sum())
     finally:
         sha = {f"{split}.{name}": f.close() for name, f in files.items()}
-    return {"sentences": n, "src_tokens": n_src, "tgt_tokens": n_tgt, "sha256": sha}
+    # Two passes in blocks (memory stays bounded): the longest length, then the narrowed copy.
+    def blocks() -> Iterator[np.ndarray]:
+        with open(scratch, "rb") as f:
+            while (block := np.fromfile(f, np.uint32, _LEN_BLOCK)).size:
+                yield block
+
+    len_dtype = max((len_dtype_for(b) for b in blocks()), default=np.dtype(np.uint8))
+    files["len"] = _HashedFile(out / f"{split}.len")
+    for block in blocks():
+        files["len"].write(block.astype(len_dtype).tobytes())
+    sha[f"{split}.len"] = files["len"].close()
+    scratch.unlink()
+    return {"sentences": n, "src_tokens": n_src, "tgt_tokens": n_tgt, "len_dtype": len_dtype.name, "sha256": sha}
 
 
 def encode_corpus(clean_dir: str | Path, out_dir: str | Path, tokenizer_path: str | Path, max_placeholders: int,

@@ -6,7 +6,6 @@ kept.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from babelflow.config import Params
-from babelflow.data import Examples, shuffled
+from babelflow.data import Examples, generator
 from babelflow.errors import InputError
 from babelflow.runtime import Runtime, seed_all
 from babelflow.trainer import Stepped, Trainer, Validation
@@ -23,7 +22,7 @@ from babelflow.trainer import Stepped, Trainer, Validation
 
 def pick_k(examples: Examples, k: int, seed: int) -> Examples:
     """K examples drawn with `seed`; for one seed a smaller K is a prefix of a larger one."""
-    return examples[shuffled(random.Random(f"adapt:{seed}"), len(examples))[:k]]
+    return examples[generator("adapt", seed).permutation(len(examples))[:k]]
 
 
 @dataclass

@@ -2,9 +2,9 @@
 (`worker.process_chunk`, which also hashes what the next steps need), then the stateful steps
 (dedup, cross-split leakage) in the parent, in input order.
 
-Memory is bounded by the chunk size times the pool's prefetch plus the dedup hash sets (8 bytes of
-digest per kept pair). Chunks come back in input order and every filter decides a pair on its own
-text alone, so the output bytes depend neither on the number of workers nor on the chunk size.
+Memory is bounded by the chunk size times the pool's prefetch plus the dedup digests (`DigestSet`:
+8 bytes per kept pair and a bounded buffer, not the ~75 bytes of a Python set entry). Chunks come
+back in input order and every filter decides a pair on its own text alone, so the output bytes depend neither on the number of workers nor on the chunk size.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
 
 from babelflow.clean import filters as F
 from babelflow.clean import worker
@@ -149,6 +151,39 @@ def _read_pairs(src_path: Path, tgt_path: Path, on_error: str, report: SplitRepo
             yield line_no, texts[0], texts[1]
 
 
+class DigestSet:
+    """A set of 8-byte digests at ~8 bytes each: the older ones in a sorted numpy array, the recent
+    ones in a Python set (~75 bytes an entry) merged into the array once it holds `flush`. A chunk's
+    digests are looked up in the array at once (`prepare`); merges happen only there, between
+    chunks, so a digest added within a chunk stays visible in the Python set until the chunk ends."""
+
+    def __init__(self, flush: int = 1 << 18):  # at most ~25 MB of Python set
+        self.old = np.zeros(0, np.uint64)
+        self.new: set[bytes] = set()
+        self.flush = flush
+        self.hits: set[bytes] = set()
+
+    def prepare(self, digests: list[bytes]) -> None:
+        if len(self.new) >= self.flush:
+            merged = np.concatenate([self.old, np.frombuffer(b"".join(self.new), np.uint64)])
+            merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
+            self.old, self.new = merged, set()
+        self.hits = set()
+        if len(self.old) and digests:
+            wanted = np.frombuffer(b"".join(digests), np.uint64)
+            at = np.minimum(np.searchsorted(self.old, wanted), len(self.old) - 1)
+            self.hits = {d for d, hit in zip(digests, (self.old[at] == wanted).tolist()) if hit}
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self.new or digest in self.hits
+
+    def add(self, digest: bytes) -> None:
+        self.new.add(digest)
+
+    def __len__(self) -> int:
+        return len(self.old) + len(self.new)
+
+
 def _chunks(rows: Iterator, size: int) -> Iterator[list]:
     buf = []
     for row in rows:
@@ -254,8 +289,7 @@ class Cleaner:
         cfg = self.cfg
         keep = cfg.examples_per_filter
         report = SplitReport(removed={f: 0 for f in self._order()})
-        seen_exact: set[bytes] = set()
-        seen_loose: set[bytes] = set()
+        seen_exact, seen_loose = DigestSet(), DigestSet()
         rows = _read_pairs(src_path, tgt_path, cfg.on_error, report, keep)
         jobs = ((self.norm, fs, chunk) for chunk in _chunks(rows, cfg.chunk_lines))
         with open(out_src, "w", encoding="utf-8", newline="\n") as os_, \
@@ -263,6 +297,10 @@ class Cleaner:
             for result in self._map(jobs, src_path):
                 out_s: list[str] = []
                 out_t: list[str] = []
+                if cfg.dedup:
+                    keys = [k for *_, reason, k in result if reason is None]
+                    seen_exact.prepare([k[8:16] for k in keys])
+                    seen_loose.prepare([k[16:] for k in keys])
                 for line_no, s, t, reason, k in result:
                     if reason is None:  # k: split-key, exact and loose digests (worker.keys)
                         if held_out_keys is not None and k[:8] in held_out_keys:

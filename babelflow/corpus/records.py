@@ -42,7 +42,7 @@ class InputRecord:
         return out
 
 
-@dataclass
+@dataclass(slots=True)  # one per collected pair: no per-instance __dict__
 class Pair:
     lang: str
     src: str

@@ -6,10 +6,9 @@ uninterrupted run would.
 """
 from __future__ import annotations
 
-import random
 from typing import Sequence
 
-from babelflow.data import Batch, Examples
+from babelflow.data import Batch, Examples, generator
 
 
 def task_probabilities(sizes: dict[str, int], temperature: float) -> dict[str, float]:
@@ -61,17 +60,19 @@ class TaskSampler:
         self.seed = seed
 
     def pairs_for_step(self, step: int, tasks_per_step: int) -> list[str]:
-        rng = random.Random(f"{self.seed}:tasks:{step}")
         names = list(self.probs)
-        return rng.choices(names, weights=[self.probs[k] for k in names], k=tasks_per_step)
+        picks = generator(self.seed, "tasks", step).choice(len(names), size=tasks_per_step,
+                                                            p=[self.probs[k] for k in names])
+        return [names[i] for i in picks]
 
     def sample(self, step: int, tasks_per_step: int) -> list[tuple[str, Batch, Batch]]:
         out = []
         for j, pair in enumerate(self.pairs_for_step(step, tasks_per_step)):
             exs = self.examples[pair]
-            rng = random.Random(f"{self.seed}:batch:{step}:{j}")
-            # Every example has >= 1 token, so this many candidates always fill both budgets.
-            order = rng.sample(range(len(exs)), min(len(exs), self.support_tokens + self.query_tokens))
+            # Every example has >= 1 token, so this many candidates always fill both budgets; numpy
+            # draws them in time of their number, whatever the pair's size.
+            order = generator(self.seed, "batch", step, j).choice(
+                len(exs), size=min(len(exs), self.support_tokens + self.query_tokens), replace=False)
             support, nxt = pack(exs, order, self.support_tokens)
             if nxt >= len(order):
                 # A pair too small to split: reuse the support draw rather than fail.

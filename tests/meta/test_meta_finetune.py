@@ -93,3 +93,16 @@ def test_a_scorer_that_leaves_eval_mode_does_not_turn_dropout_off():
     finetune(scored, train, 6, 3e-3, 200, seed=1, dev_score=rude_scorer, select_every=2)
     for (name, a), b in zip(plain.state_dict().items(), scored.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_pick_k_draws_nested_subsets():
+    # The adapt curve compares K-shot runs: for one seed the K examples are a prefix of the 2K ones,
+    # every draw is a function of the seed alone, and no example is drawn twice.
+    from babelflow.adapt import pick_k
+
+    pool = Examples.from_pairs([((8 + i % 30, 9 + i), (9 + i,)) for i in range(500)])
+    ids = lambda ex: [int(ex[i][0][1]) for i in range(len(ex))]  # noqa: E731
+    small, large = ids(pick_k(pool, 10, seed=3)), ids(pick_k(pool, 100, seed=3))
+    assert large[:10] == small and len(set(large)) == 100
+    assert ids(pick_k(pool, 100, seed=3)) == large and ids(pick_k(pool, 100, seed=4)) != large
+    assert sorted(ids(pick_k(pool, 1000, seed=3))) == list(range(9, 509))

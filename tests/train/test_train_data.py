@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from babelflow.data import Examples, TokenBatcher, load_encoded
@@ -69,12 +70,16 @@ def test_ranks_take_turns_on_one_stream_across_epochs(encoded_dir):
 
 @pytest.mark.parametrize("kind", ["multilingual", "one_list", "concatenated", "in_order"])
 @pytest.mark.parametrize("rank, world_size", [(0, 1), (0, 2), (1, 2)])
-def test_batches_equal_the_list_based_batcher(clean_dir, encoded_dir, tokenizer, kind, rank, world_size):
-    """The numpy batcher hands out, batch for batch, the tensors of the list-based one it replaced
-    (legacy_data, verbatim), so switching changes no trained weight."""
+def test_batches_keep_the_list_based_batchers_rules(clean_dir, encoded_dir, tokenizer, kind, rank, world_size):
+    """What the numpy batcher keeps of the list-based one it replaced (legacy_data, verbatim). Its
+    shuffles are numpy permutations now (Python's took seconds at 10 M examples), so a shuffled
+    order differs; what holds: unshuffled it hands out the same batches exactly; shuffled, each
+    epoch uses the same examples (every one once, or the temperature counts per language), packs
+    its order by the same rule, collates the same tensors, and ranks take turns on one stream."""
     langs = ("de", "fr", "ga")
     old = {lang: legacy_data.load_examples(clean_dir, f"en-{lang}", "train", tokenizer, 30) for lang in langs}
     new = {lang: load_encoded(encoded_dir, f"en-{lang}", "train", 30) for lang in langs}
+    flat_old = [e for lang in langs for e in old[lang]]  # legacy example at each global position
     kw = dict(max_tokens=150, shuffle=kind != "in_order", seed=5, infinite=True, window=64, rank=rank,
               world_size=world_size)
     if kind == "multilingual":
@@ -82,20 +87,51 @@ def test_batches_equal_the_list_based_batcher(clean_dir, encoded_dir, tokenizer,
     elif kind == "one_list":
         a, b = legacy_data.TokenBatcher(old["de"], **kw), TokenBatcher(new["de"], **kw)
     else:  # one pool of several languages, as train's dev batcher
-        a = legacy_data.TokenBatcher([e for lang in langs for e in old[lang]], **kw)
+        a = legacy_data.TokenBatcher(flat_old, **kw)
         b = TokenBatcher([new[lang] for lang in langs], **kw)
-    n = 3 * len(a) // world_size + 2  # past three epoch boundaries
-    ia, ib = iter(a), iter(b)
-    for _ in range(n):
-        x, y = next(ia), next(ib)
+    ref = lambda positions: legacy_data.collate([flat_old[int(p)] for p in positions])  # noqa: E731
+    stream = []  # every rank's batches, epoch after epoch, as example positions
+    for epoch in range(4):
+        plan = b._plan(epoch)
+        # Packing: the epoch's order, cut by the list-based rule, gives these batches.
+        packed = a._pack([flat_old[int(p)] for p in plan.order])
+        assert packed == [[flat_old[int(p)] for p in plan.order[s:e]] for s, e in zip(plan.starts, plan.starts[1:])]
+        # The epoch's examples: every one once, or per language the temperature counts, each
+        # example of a language drawn count // n or count // n + 1 times.
+        legacy_epoch = [e for batch in a.plan(epoch) for e in batch]
+        assert len(plan.order) == len(legacy_epoch)
+        if kind == "multilingual":
+            counts = legacy_data.temperature_counts({k: len(v) for k, v in old.items()}, 2.5)
+            uses = np.bincount(plan.order, minlength=len(flat_old))
+            for lang, (lo, hi) in b.langs.items():
+                assert uses[lo:hi].sum() == counts[lang]
+                assert set(uses[lo:hi]) <= {counts[lang] // (hi - lo), counts[lang] // (hi - lo) + 1}
+        else:
+            assert sorted(plan.order) == list(range(len(plan.order)))
+        stream += b.plan(epoch)
+    if kind == "in_order":  # nothing random: exactly the list-based batches
+        assert [[flat_old[int(p)] for p in batch] for batch in stream[: len(a)]] == a.plan(0)
+    # Rank r of W takes batches r, r+W, ... of the one stream; each collates as the list-based collate.
+    n = 3 * len(b) // world_size + 2  # past three epoch boundaries
+    it = iter(b)
+    for i in range(n):
+        x, y = next(it), ref(stream[i * world_size + rank])
         assert _flat([x]) == _flat([y])
         assert (x.src.dtype, x.src.shape, x.tgt_in.shape) == (y.src.dtype, y.src.shape, y.tgt_in.shape)
+    if kind == "in_order":
+        ia = iter(a)
+        assert _flat([next(ia) for _ in range(n)]) == _flat([ref(stream[i * world_size + rank]) for i in range(n)])
         assert a.state_dict() == b.state_dict()
-    # A finite stream: the same batches, and the same position after it.
+    # A finite stream: the epoch's batches, the last incomplete group left out, and the next epoch's position.
     kw["infinite"] = False
-    fa = list(legacy_data.TokenBatcher(old["fr"], **kw))
     fb = TokenBatcher(new["fr"], **kw)
-    assert _flat(fa) == _flat(list(fb)) and fb.state_dict() == {"epoch": 1, "index": 0}
+    fr = TokenBatcher(new["fr"], **{**kw, "rank": 0, "world_size": 1})
+    epoch0 = fr.plan(0)
+    expect = [epoch0[i * world_size + rank] for i in range(len(epoch0) // world_size)]
+    assert _flat(list(fb)) == _flat([new["fr"].collate(p) for p in expect])
+    assert fb.state_dict() == {"epoch": 1, "index": 0}
+    if kind == "in_order":
+        assert _flat(list(legacy_data.TokenBatcher(old["fr"], **kw))) == _flat([new["fr"].collate(p) for p in expect])
 
 
 def test_examples_from_pairs_and_subsets():

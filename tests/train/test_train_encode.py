@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_bytes_do_not_depend_on_workers_or_chunks(odd_clean, tokenizer, tmp_path
     b = _encode(odd_clean, tmp_path / "b", tokenizer, workers=2, chunk_lines=3)
     assert a == b
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 1 + 3 * 3 * 3
+    assert len(files) == 1 + 3 * 3 * 3  # manifest; per pair and split src.bin, tgt.bin, len
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     # The manifest names the dtype, the tokenizer and each file's sha256 and counts.
@@ -67,8 +68,42 @@ def test_bytes_do_not_depend_on_workers_or_chunks(odd_clean, tokenizer, tmp_path
     for name, sha in de["sha256"].items():
         assert hashlib.sha256((tmp_path / "a" / "en-de" / name).read_bytes()).hexdigest() == sha
     assert (tmp_path / "a" / "en-de" / "train.src.bin").stat().st_size == 2 * de["src_tokens"]
-    idx = np.fromfile(tmp_path / "a" / "en-de" / "train.idx", np.int64).reshape(-1, 2)
-    assert idx.shape == (126, 2) and list(idx[-1]) == [de["src_tokens"], de["tgt_tokens"]]
+    # Lengths, not offsets, in the smallest dtype that holds them: here every length fits a byte.
+    assert de["len_dtype"] == "uint8"
+    lens = np.fromfile(tmp_path / "a" / "en-de" / "train.len", np.uint8).reshape(-1, 2)
+    assert lens.shape == (125, 2) and list(lens.sum(axis=0)) == [de["src_tokens"], de["tgt_tokens"]]
+
+
+@pytest.mark.parametrize("longest, dtype", [(255, "uint8"), (256, "uint16"), (65536, "uint32")])
+def test_length_dtype_is_the_smallest_that_fits(tmp_path, tokenizer, longest, dtype):
+    # Disk stays near 2 bytes a token: a length costs 1 byte while sentences stay under 256 pieces.
+    from babelflow.encode import len_dtype_for
+
+    assert np.dtype(len_dtype_for(np.array([[3, longest], [1, 2]]))).name == dtype
+
+
+def test_long_sentences_round_trip_with_wider_lengths(tmp_path, tokenizer):
+    (tmp_path / "en-de").mkdir()
+    src = ["open the file", " ".join(["window"] * 300), "save"]
+    (tmp_path / "en-de" / "train.src").write_text("".join(s + "\n" for s in src), encoding="utf-8")
+    (tmp_path / "en-de" / "train.tgt").write_text("datei\nfenster\nspeichern\n", encoding="utf-8")
+    m = encode_corpus(tmp_path, tmp_path / "out", tokenizer.path, tokenizer.max_placeholders, ["en-de"])
+    assert m["pairs"]["en-de"]["train"]["len_dtype"] == "uint16"
+    ref = load_examples(tmp_path, "en-de", "train", tokenizer, 1000)
+    got = load_encoded(tmp_path / "out", "en-de", "train", 1000)
+    assert _ids(got) == [(list(e.src_ids), list(e.tgt_ids)) for e in ref] and len(ref[1].src_ids) > 255
+
+
+def test_stale_or_truncated_encodings_name_the_file(clean_dir, tokenizer, tmp_path):
+    _encode(clean_dir, tmp_path / "enc", tokenizer)
+    with open(tmp_path / "enc" / "en-fr" / "train.tgt.bin", "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(InputError, match=r"train.tgt.bin: does not match the lengths"):
+        load_encoded(tmp_path / "enc", "en-fr", "train", 40)
+    m = read_json(tmp_path / "enc" / "manifest.json")
+    (tmp_path / "enc" / "manifest.json").write_text(json.dumps({**m, "format": 1}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"manifest.json: encoded in format 1, not 2"):
+        load_encoded(tmp_path / "enc", "en-de", "train", 40)
 
 
 def test_misaligned_files_name_the_file(tmp_path, tokenizer):
