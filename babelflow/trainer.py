@@ -50,6 +50,7 @@ class Stepped:
 
 class Update(Protocol):
     model: nn.Module  # the plain module: the weights checkpointed, kept and saved
+    counts_tokens: bool  # optional (default True): its Stepped tokens are tokens, so a rate means something
 
     def __call__(self, step: int) -> Stepped: ...
 
@@ -206,7 +207,9 @@ class Trainer:
         postfix = {"loss": f"{row[self.loss_name]:.3f}"}
         if lr is not None:
             postfix["lr"] = f"{lr:.2e}"
-        self.bar.set_postfix(**postfix, **{"tok/s": f"{tokens / max(now - self.t_window, 1e-9):.0f}"})
+        if getattr(self.update, "counts_tokens", True):
+            postfix["tok/s"] = f"{tokens / max(now - self.t_window, 1e-9):.0f}"
+        self.bar.set_postfix(**postfix)
         st.window_loss = st.window_tokens = 0.0
         self.t_window = now
         return row

@@ -41,6 +41,8 @@ class MetaUpdate:
     """One outer step of `learner` on the tasks of the step, as the shared Trainer's update: its
     "loss" is the tasks' mean query loss (one unit a step)."""
 
+    counts_tokens = False  # no tokens-per-second rate in the progress line
+
     def __init__(self, learner: MetaLearner, tasks_at: Callable[[int], Sequence[tuple[Any, Any]]], steps: int,
                  log, log_every: int):
         self.learner, self.model, self.tasks_at = learner, learner.model, tasks_at
