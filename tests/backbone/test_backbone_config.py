@@ -153,7 +153,7 @@ BAD_KNOBS = {
     "eval_length_penalty_inf": ({"evaluate.length_penalty": INF}, "evaluate.length_penalty"),
     "eval_length_ratio_inf": ({"evaluate.max_length_ratio": INF}, "evaluate.max_length_ratio"),
     "average_last_above_kept": ({"train.average_last": 3}, "train.average_last"),
-    "average_last_above_made": ({"train.average_last": 3, "train.keep_checkpoints": 5,
+    "average_last_above_made": ({"train.average_last": 3, "train.keep_checkpoints": 5, "train.max_steps": 400,
                                  "train.checkpoint_every": 300}, "train.average_last"),
     "early_stopping_on_no_bleu": ({"train.early_stopping_metric": "dev_bleu", "train.early_stopping_patience": 2,
                                    "train.dev_bleu_sentences": 0}, "train.dev_bleu_sentences"),
