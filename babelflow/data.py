@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -425,4 +426,7 @@ class TokenBatcher:
                     return
         finally:
             stop.set()
-            thread.join()
+            # A generator left to the garbage collector may be closed while the interpreter shuts
+            # down, when daemon threads are frozen: joining one then never returns (a DDP rank hung so).
+            if not sys.is_finalizing():
+                thread.join()

@@ -65,6 +65,10 @@ class Seq2SeqUpdate:
         self.optim.zero_grad(set_to_none=True)
         return Stepped(loss_sum, ntok, ntok_global)
 
+    def close(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
+
     def state_dict(self) -> dict:
         return {"optimizer": self.optim.state_dict(), "batcher": self.batcher.state_dict()}
 

@@ -163,6 +163,9 @@ class Trainer:
             if stop_at is not None and st.step >= stop_at:
                 break
         self.bar.close()
+        close = getattr(self.update, "close", None)
+        if close is not None:  # stop the data loader's thread now, not whenever the collector runs
+            close()
         return st
 
     # -- its named calls ------------------------------------------------------------------------

@@ -66,6 +66,10 @@ class FinetuneUpdate:
     def lr(self, step: int) -> None:
         return None
 
+    def close(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
+
     def state_dict(self) -> dict:  # fine-tuning runs are short and never checkpointed
         return {}
 
