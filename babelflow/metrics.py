@@ -72,6 +72,12 @@ def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER]:
     )
 
 
+def bleu(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> float:
+    """sacrebleu's corpus BLEU alone, as `score` computes it (for dev BLEU, where chrF++ and TER would be
+    thrown away)."""
+    return float(metric_objects(tgt_lang)[0].corpus_score(list(hyps), [list(refs)]).score)
+
+
 def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
     """Score detokenized hypotheses against one reference each.
 

@@ -204,11 +204,10 @@ class Trainer:
         loss, tokens = self.rt.sum(st.window_loss, st.window_tokens)
         now = time.monotonic()
         row = {"step": st.step, self.loss_name: round(loss / max(tokens, 1), 5)}
+        postfix = {"loss": f"{row[self.loss_name]:.3f}"}
         lr = self.update.lr(st.step)
         if lr is not None:
             row["lr"] = float(f"{lr:.6g}")
-        postfix = {"loss": f"{row[self.loss_name]:.3f}"}
-        if lr is not None:
             postfix["lr"] = f"{lr:.2e}"
         if getattr(self.update, "counts_tokens", True):
             postfix["tok/s"] = f"{tokens / max(now - self.t_window, 1e-9):.0f}"
@@ -221,7 +220,7 @@ class Trainer:
         """Measure on dev every `validation.every` steps and at the end; track the best; decide early
         stopping on rank 0 for every rank."""
         v, st = self.validation, self.state
-        if v is None or (st.step % v.every and st.step != self.max_steps and st.step != 0):
+        if v is None or (st.step % v.every and st.step != self.max_steps):
             return row
         row = row or {"step": st.step}
         if self.rt.is_main:

@@ -80,12 +80,13 @@ def dev_bleu(model: nn.Module, tokenizer, dev_text: dict[str, list[tuple[str, st
     the languages; n <= 0: none, None)."""
     if n <= 0 or not dev_text:
         return None
+    from babelflow.metrics import bleu
+
     per_lang = max(1, n // len(dev_text))
     scores = []
     for lang, pairs in sorted(dev_text.items()):
         pairs = pairs[:per_lang]
         if pairs:
-            _, s = translate_and_score(model, tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], lang,
-                                       decoding)
-            scores.append(s["bleu"])
+            hyps = translate_all(model, tokenizer, [p[0] for p in pairs], lang, decoding)
+            scores.append(bleu(hyps, [p[1] for p in pairs], lang))
     return sum(scores) / len(scores) if scores else None

@@ -59,13 +59,9 @@ def params_with(**train):
                 keep_checkpoints=2, dev_bleu_sentences=0, threads=1, max_len=40, device="cpu", temperature=2.0,
                 label_smoothing=0.1, accumulate=1)
     base.update(train)
-    return parse_params({
-        "seed": 11,
-        "languages": {"source": "en", "targets": ["de", "fr"], "heldout": ["ga"]},
-        "collect": {"sources": [{"type": "aligned", "name": "t", "path": "x"}]},
-        "tokenizer": {"vocab_size": 400, "sample_sentences": 2000},
-        "train": base,
-    })
+    # The tiny project's data sections with the default model (these tests build their own tiny one).
+    return parse_params({"seed": 11, **{k: TINY_TRANSFORMER[k] for k in ("languages", "collect", "tokenizer")},
+                         "train": base})
 
 
 @pytest.fixture(scope="session")
