@@ -5,7 +5,7 @@ import logging
 
 from babelflow.config import Params
 from babelflow.corpus.records import skipped
-from babelflow.corpus.sources import collect
+from babelflow.corpus.sources import check, collected
 from babelflow.io import atomic_dir, write_json
 from tasks._common import Paths, stage_main
 
@@ -13,22 +13,26 @@ log = logging.getLogger("babelflow.collect")
 
 
 def run(params: Params, paths: Paths) -> dict:
-    out, records = collect(params, paths.root / params.collect.cache_dir)  # an absolute cache_dir stays
     src_lang = params.languages.source
     per_pair: dict[str, dict[str, int]] = {}
-    skips = skipped(records)
-    with atomic_dir(paths.raw) as tmp:
+    with atomic_dir(paths.raw) as tmp, \
+            collected(params, paths.root / params.collect.cache_dir, paths.raw.parent) as (out, records):
         for lang, splits in out.items():
             pair = params.languages.pair(lang)
             (tmp / pair).mkdir()
+            per_pair[pair] = {}
             for split, items in splits.items():
                 with open(tmp / pair / f"{split}.src", "w", encoding="utf-8", newline="\n") as fs, \
                         open(tmp / pair / f"{split}.tgt", "w", encoding="utf-8", newline="\n") as ft:
+                    n = 0
                     for p in items:
                         fs.write(p.src + "\n")
                         ft.write(p.tgt + "\n")
-            per_pair[pair] = {s: len(items) for s, items in splits.items()}
+                        n += 1
+                per_pair[pair][split] = n
             log.info("%s: %s", pair, per_pair[pair])
+        check(params, {lang: sum(per_pair[params.languages.pair(lang)].values()) for lang in out}, records)
+        skips = skipped(records)
         inputs = sorted((r.to_json() for r in records), key=lambda r: (r["source"], r["lang"], r["path"]))
         write_json(tmp / "manifest.json", {
             "source_language": src_lang,

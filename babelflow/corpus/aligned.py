@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Iterator
 from xml.parsers import expat
 
-from babelflow.corpus.records import InputRecord, Pair, flatten
+from babelflow.corpus.records import InputRecord, Pair, PairList, flatten
 from babelflow.errors import InputError
 from babelflow.io import MAX_LINE_BYTES, sha256_file
 
@@ -126,10 +126,10 @@ def _fail_or_record(exc: InputError, rec: InputRecord, on_error: str) -> None:
 
 
 def read_moses(src_path: Path, tgt_path: Path, lang: str, split: str | None, on_error: str,
-               source: str, licence: str | None) -> tuple[list[Pair], InputRecord]:
+               source: str, licence: str | None, out=None) -> tuple[list[Pair], InputRecord]:
     rec = InputRecord(source, "aligned", str(tgt_path), lang, sha256_file(tgt_path), licence,
                       extra={"src_path": str(src_path), "src_sha256": sha256_file(src_path), "split": split})
-    pairs: list[Pair] = []
+    pairs = PairList() if out is None else out
     # A counting pass first (it finds a bad file before any pair is made), then the two sides are
     # read side by side: holding both sides' raw lines took ~450 bytes a pair on top of the pairs.
     try:
@@ -137,7 +137,7 @@ def read_moses(src_path: Path, tgt_path: Path, lang: str, split: str | None, on_
         n_tgt = sum(1 for _ in read_lines(tgt_path, on_error))
     except InputError as exc:
         _fail_or_record(exc, rec, on_error)
-        return [], rec
+        return pairs, rec
     if n_src != n_tgt:
         short, n = (src_path, n_src) if n_src < n_tgt else (tgt_path, n_tgt)
         exc = InputError(short, f"has {n} lines but {src_path.name} has {n_src} and "
@@ -145,7 +145,7 @@ def read_moses(src_path: Path, tgt_path: Path, lang: str, split: str | None, on_
         _fail_or_record(exc, rec, on_error)
         rec.read = max(n_src, n_tgt)
         rec.drop("mismatched_line_count", rec.read)
-        return [], rec
+        return pairs, rec
     for (n, s), (_n, t) in zip(read_lines(src_path, on_error), read_lines(tgt_path, on_error)):
         if s is None or t is None:
             _skip_too_long(rec, src_path if s is None else tgt_path, n)
@@ -156,11 +156,11 @@ def read_moses(src_path: Path, tgt_path: Path, lang: str, split: str | None, on_
 
 
 def read_tsv(path: Path, src_lang: str, langs: list[str], tsv_lang: str | None, tatoeba: bool,
-             split: str | None, on_error: str, source: str, licence: str | None):
+             split: str | None, on_error: str, source: str, licence: str | None, out=None):
     """TSV `src\\ttgt` (one target language, `tsv_lang`) or Tatoeba `l1\\tl2\\ts1\\ts2` (any)."""
     sha = sha256_file(path)
     recs: dict[str, InputRecord] = {}
-    pairs: list[Pair] = []
+    pairs = PairList() if out is None else out
 
     def rec_for(lang: str) -> InputRecord:
         if lang not in recs:
@@ -202,8 +202,8 @@ def read_tsv(path: Path, src_lang: str, langs: list[str], tsv_lang: str | None, 
         # Pairs before the failure are kept only when they can all be accounted for; a truncated
         # file under skip loses them all, counted against the file.
         for r in recs.values():
-            r.drop("file_error", sum(1 for p in pairs if p.record is r))
-        pairs = []
+            r.drop("file_error", pairs.emitted(r))
+        pairs.discard(recs.values())
     records = list(recs.values())
     if other.read or "error" in other.extra:
         records.append(other)
@@ -298,11 +298,11 @@ def tmx_units(path: Path, on_error: str) -> Iterator[tuple[int, dict[str, str | 
 
 
 def read_tmx(path: Path, src_lang: str, langs: list[str], split: str | None, on_error: str,
-             source: str, licence: str | None):
+             source: str, licence: str | None, out=None):
     sha = sha256_file(path)
     recs = {lang: InputRecord(source, "aligned", str(path), lang, sha, licence, extra={"split": split})
             for lang in langs}
-    pairs: list[Pair] = []
+    pairs = PairList() if out is None else out
     seen_langs: set[str] = set()
     n_tu = 0
     try:
@@ -323,8 +323,9 @@ def read_tmx(path: Path, src_lang: str, langs: list[str], split: str | None, on_
             raise
         for r in recs.values():
             r.extra["error"] = str(err)
-            r.drop("file_error", sum(1 for p in pairs if p.record is r))
-        return [], list(recs.values())
+            r.drop("file_error", pairs.emitted(r))
+        pairs.discard(recs.values())
+        return pairs, list(recs.values())
     if n_tu == 0:
         _fail_or_record(InputError(path, "TMX has no translation units"), recs[langs[0]], on_error)
     elif src_lang not in seen_langs or not (seen_langs & set(langs)):
@@ -359,18 +360,18 @@ def aligned_inputs(cfg, src_lang: str, langs: list[str]):
             yield tag, (path,), lang
 
 
-def collect_aligned(cfg, src_lang: str, langs: list[str], on_error: str):
-    pairs: list[Pair] = []
+def collect_aligned(cfg, src_lang: str, langs: list[str], on_error: str, out=None):
+    """(pairs, records); the pairs go to `out` (a `PairSink`) when given, else to a list."""
+    pairs = PairList() if out is None else out
     records: list[InputRecord] = []
     for tag, files, lang in aligned_inputs(cfg, src_lang, langs):
         if cfg.format == "moses":
-            ps, rec = read_moses(*files, lang, tag, on_error, cfg.name, cfg.licence)
+            _, rec = read_moses(*files, lang, tag, on_error, cfg.name, cfg.licence, out=pairs)
             recs = [rec]
         elif cfg.format == "tmx":
-            ps, recs = read_tmx(files[0], src_lang, langs, tag, on_error, cfg.name, cfg.licence)
+            _, recs = read_tmx(files[0], src_lang, langs, tag, on_error, cfg.name, cfg.licence, out=pairs)
         else:
-            ps, recs = read_tsv(files[0], src_lang, langs, lang, cfg.format == "tatoeba", tag,
-                                on_error, cfg.name, cfg.licence)
-        pairs += ps
+            _, recs = read_tsv(files[0], src_lang, langs, lang, cfg.format == "tatoeba", tag,
+                               on_error, cfg.name, cfg.licence, out=pairs)
         records += recs
     return pairs, records

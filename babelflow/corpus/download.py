@@ -293,11 +293,12 @@ def safe_extract_zip(archive: Path, dest: Path, max_bytes: int) -> list[Path]:
     return sorted(out)
 
 
-def collect_url(cfg, src_lang: str, langs: list[str], on_error: str, cache_dir: Path):
+def collect_url(cfg, src_lang: str, langs: list[str], on_error: str, cache_dir: Path, out=None):
     from babelflow.corpus import aligned
+    from babelflow.corpus.records import PairList
 
     path = fetch(cfg.url, cache_dir, cfg.name, cfg.sha256, cfg.retries, cfg.timeout_s, cfg.max_bytes)
-    pairs, records = [], []
+    pairs, records = PairList() if out is None else out, []
     if cfg.format == "opus-moses-zip":
         files = safe_extract_zip(path, path.with_name(path.name + ".d"), cfg.max_bytes)
         by_name = {f.name: f for f in files}
@@ -306,17 +307,16 @@ def collect_url(cfg, src_lang: str, langs: list[str], on_error: str, cache_dir: 
             for lang in langs:
                 tf = by_name.get(sf.name[: -len(src_lang)] + lang)
                 if tf is not None:
-                    ps, rec = aligned.read_moses(sf, tf, lang, None, on_error, cfg.name, cfg.licence)
-                    pairs += ps
+                    _, rec = aligned.read_moses(sf, tf, lang, None, on_error, cfg.name, cfg.licence, out=pairs)
                     records.append(rec)
         if not records:
             raise InputError(path, f"archive has no <stem>.{src_lang} + <stem>.<lang> files for {langs}")
     elif cfg.format == "tmx":
-        pairs, records = aligned.read_tmx(path, src_lang, langs, None, on_error, cfg.name, cfg.licence)
+        _, records = aligned.read_tmx(path, src_lang, langs, None, on_error, cfg.name, cfg.licence, out=pairs)
     elif cfg.format in ("tsv", "tatoeba"):
         lang = cfg.members.get("lang") or (langs[0] if len(langs) == 1 else None)
-        pairs, records = aligned.read_tsv(path, src_lang, langs, lang, cfg.format == "tatoeba", None,
-                                          on_error, cfg.name, cfg.licence)
+        _, records = aligned.read_tsv(path, src_lang, langs, lang, cfg.format == "tatoeba", None,
+                                      on_error, cfg.name, cfg.licence, out=pairs)
     else:
         raise InputError(cfg.url, "a single URL cannot hold both Moses sides; use opus-moses-zip or tsv")
     for rec in records:
@@ -324,7 +324,7 @@ def collect_url(cfg, src_lang: str, langs: list[str], on_error: str, cache_dir: 
     return pairs, records
 
 
-def collect_sacrebleu(cfg, src_lang: str, langs: list[str], on_error: str):
+def collect_sacrebleu(cfg, src_lang: str, langs: list[str], on_error: str, out=None):
     """A named test set via sacrebleu's API; sacrebleu fetches into its own cache (~/.sacrebleu)."""
     from babelflow.corpus import aligned
 
@@ -335,7 +335,9 @@ def collect_sacrebleu(cfg, src_lang: str, langs: list[str], on_error: str):
         raise SourceUnavailableError(f"source {cfg.name!r}: sacrebleu is not installed ({exc})") from None
     if cfg.test_set not in DATASETS:
         raise InputError(cfg.test_set, "not a sacrebleu test set name")
-    pairs, records = [], []
+    from babelflow.corpus.records import PairList
+
+    pairs, records = PairList() if out is None else out, []
     available = set(DATASETS[cfg.test_set].langpairs)
     for lang in langs:
         lp = f"{src_lang}-{lang}"
@@ -346,8 +348,7 @@ def collect_sacrebleu(cfg, src_lang: str, langs: list[str], on_error: str):
             ref_file = Path(get_reference_files(cfg.test_set, lp)[0])
         except (SystemExit, OSError, Exception) as exc:  # sacrebleu exits the process on download failure
             raise _offline_hint(cfg.name, f"sacrebleu:{cfg.test_set}/{lp}", exc) from None
-        ps, rec = aligned.read_moses(src_file, ref_file, lang, cfg.split, on_error, cfg.name, cfg.licence)
+        _, rec = aligned.read_moses(src_file, ref_file, lang, cfg.split, on_error, cfg.name, cfg.licence, out=pairs)
         rec.extra["sacrebleu"] = f"{cfg.test_set}/{lp}"
-        pairs += ps
         records.append(rec)
     return pairs, records

@@ -301,10 +301,10 @@ def catalogs(cfg, langs: list[str]) -> list[tuple[Path, str]]:
     return out
 
 
-def collect_gettext(cfg, langs: list[str], on_error: str):
-    pairs, records = [], []
-    for path, lang in catalogs(cfg, langs):
+def collect_gettext(cfg, langs: list[str], on_error: str, out=None):
+    pairs, records = [] if out is None else out, []
+    for path, lang in catalogs(cfg, langs):  # a catalog is small: read whole, then handed on
         ps, rec = read_catalog(path, lang, cfg.name, on_error, cfg.licence)
-        pairs += ps
+        pairs.extend(ps)
         records.append(rec)
     return pairs, records

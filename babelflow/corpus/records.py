@@ -51,6 +51,18 @@ class Pair:
     record: InputRecord
 
 
+class PairList(list):
+    """What a reader fills when no `PairSink` is given (tests, small inputs): a list with the sink's
+    two extra calls."""
+
+    def emitted(self, rec: InputRecord) -> int:
+        return sum(1 for p in self if p.record is rec)
+
+    def discard(self, recs) -> None:
+        ids = {id(r) for r in recs}
+        self[:] = [p for p in self if id(p.record) not in ids]
+
+
 # Drop reasons that only `on_error: skip` produces: with `fail` each of them stops the run instead.
 SKIP_REASONS = ("invalid_utf8", "invalid_encoding", "bad_field_count", "mismatched_line_count", "file_error",
                 "too_long")

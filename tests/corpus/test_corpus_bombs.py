@@ -252,7 +252,7 @@ def test_tmx_gzip_and_long_segment_rules(tmp_path, small_cap):
 
 
 def test_collect_warns_once_naming_file_and_line(tmp_path, small_cap, caplog):
-    from babelflow.corpus.sources import collect
+    from babelflow.corpus.sources import collected
 
     (tmp_path / "train.en").write_text("".join(f"Sentence {i}\n" for i in range(30)) + "x" * 100 + "\n",
                                        encoding="utf-8")
@@ -262,7 +262,8 @@ def test_collect_warns_once_naming_file_and_line(tmp_path, small_cap, caplog):
         "collect": {"on_error": "skip", "split": {"dev": 0.1, "test": 0.1},
                     "sources": [{"type": "aligned", "name": "c", "path": str(tmp_path)}]}})
     with caplog.at_level(logging.WARNING):
-        collect(params, tmp_path / "cache")
+        with collected(params, tmp_path / "cache"):
+            pass
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "too_long 1" in warned[0], warned
     assert f"{tmp_path / 'train.en'}:31" in warned[0], warned  # the side that was too long, and where
