@@ -197,11 +197,50 @@ def toktok_specs() -> list[RuleSpec] | None:
             re.compile(inner.pattern, flags)
         except (re.error, TypeError, AttributeError):
             return None
-        specs.append((inner.pattern, flags, sub, _gate(inner.pattern, flags)))
+        pattern = _regex_whitespace(inner.pattern)
+        if pattern is None:
+            return None
+        specs.append((pattern, flags, sub, _gate(inner.pattern, flags)))
     # Toktok's last rule squeezes runs of spaces into one; `split()` ignores them anyway.
     if specs and specs[-1][0] == " {2,}" and specs[-1][2] == " ":
         specs.pop()
     return specs
+
+
+def _regex_whitespace(pattern: str) -> str | None:
+    """The pattern with the `regex` module's meaning of \\s and \\S in the stdlib engine: the stdlib
+    also counts \\x1c-\\x1f as whitespace, so '0?\\x1f' split differently from NLTK. None when a
+    \\s sits inside a character class (no set difference there)."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            esc = pattern[i:i + 2]
+            if esc == "\\s":
+                if in_class:
+                    return None
+                esc = "[^\\S\\x1c-\\x1f]"
+            elif esc == "\\S":
+                esc = "\\S\\x1c-\\x1f" if in_class else "[\\S\\x1c-\\x1f]"
+            out.append(esc)
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+            out.append(c)
+            if pattern[i + 1:i + 2] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i + 1:i + 2] == "]":  # a leading ] is a literal
+                out.append("]")
+                i += 1
+        elif c == "]" and in_class:
+            in_class = False
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 class _Rules:
