@@ -8,83 +8,163 @@ from __future__ import annotations
 
 import hashlib
 import io
-import random
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import sentencepiece as spm
 
 from babelflow import placeholders
 from babelflow.config import TokenizerConfig
+from babelflow.digests import DigestSet, digest
 from babelflow.errors import ConfigError, InputError
 from babelflow.io import atomic_path, fingerprint_of, write_text
 from babelflow.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, lang_tag
 
 
 def read_lines(source: Sequence[str] | str | Path) -> list[str]:
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(path, "file not found") from None
-        except UnicodeDecodeError as exc:
-            line = path.read_bytes()[: exc.start].count(b"\n") + 1
-            raise InputError(path, "not valid UTF-8", line=line) from None
-        return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
-    return list(source)
+    return list(iter_lines(source))
 
 
-def temperature_sample(
-    texts_by_lang: dict[str, list[str]], total: int, temperature: float, seed: int
-) -> dict[str, list[str]]:
-    """Draw up to `total` sentences, language l with probability proportional to n_l^(1/T).
+def iter_lines(source: Sequence[str] | str | Path) -> Iterator[str]:
+    """A file's lines (split on "\n" only, as written), streamed; InputError names a bad line."""
+    if not isinstance(source, (str, Path)):
+        yield from source
+        return
+    path = Path(source)
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    with fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                yield raw.rstrip(b"\n").decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(path, "not valid UTF-8", line=n) from None
+
+
+class _Lines:
+    """One language's training lines: the non-blank lines of its sources, each distinct line once when
+    `distinct` (the English side recurs in every pair of a multi-way corpus; counting it once keeps it
+    from dominating the mix). Read twice, never held: a first pass counts them (and marks the first
+    occurrences, 1 byte a line, with an 8-byte digest set), `pick` reads again for the sampled ones."""
+
+    def __init__(self, sources: list, distinct: bool, keep_first: int):
+        self.sources = sources
+        self.first: list[str] = []  # the first `keep_first` lines, for the report
+        self.marks: list[np.ndarray] | None = [] if distinct else None
+        seen = DigestSet(flush=1 << 16)  # ~5 MB of Python set, then 8 bytes a line
+        n = 0
+        for src in sources:
+            marks = bytearray()
+            for chunk in _chunked(iter_lines(src), 1 << 14):
+                digests = [digest(t) for t in chunk] if distinct else None
+                if distinct:
+                    seen.prepare(digests)
+                for i, t in enumerate(chunk):
+                    ok = bool(t.strip())
+                    if ok and distinct:
+                        ok = digests[i] not in seen
+                        if ok:
+                            seen.add(digests[i])
+                    if distinct:
+                        marks.append(ok)
+                    if ok:
+                        if n < keep_first:
+                            self.first.append(t)
+                        n += 1
+            if self.marks is not None:
+                self.marks.append(np.frombuffer(bytes(marks), np.bool_))
+        self.n = n
+
+    def pick(self, wanted: np.ndarray) -> dict[int, str]:
+        """{line number: line} for the sorted, distinct line numbers in `wanted`."""
+        out: dict[int, str] = {}
+        if not len(wanted):
+            return out
+        n, at = 0, 0
+        for k, src in enumerate(self.sources):
+            marks = self.marks[k] if self.marks is not None else None
+            for i, t in enumerate(iter_lines(src)):
+                if not (marks[i] if marks is not None else t.strip()):
+                    continue
+                if n == wanted[at]:
+                    out[n] = t
+                    at += 1
+                    if at == len(wanted):
+                        return out
+                n += 1
+        return out
+
+
+def _chunked(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    buf: list[str] = []
+    for item in items:
+        buf.append(item)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _is_file_list(src) -> bool:
+    return isinstance(src, (list, tuple)) and bool(src) and all(isinstance(x, Path) for x in src)
+
+
+def temperature_sample(counts: dict[str, int], total: int, temperature: float, seed: int) -> dict[str, np.ndarray]:
+    """Line numbers of up to `total` sentences, language l with probability proportional to n_l^(1/T).
 
     Without replacement inside a language while it lasts (a language asked for more than it has
-    is repeated), so a small language gets more weight than its share without being drowned.
+    is repeated), so a small language gets more weight than its share without being drowned. Only
+    the draw is held (numpy picks k of n in O(k) memory), never a permutation of a big corpus.
     """
-    langs = sorted(lang for lang, texts in texts_by_lang.items() if texts)
+    langs = sorted(lang for lang, n in counts.items() if n)
     if not langs:
         return {}
-    weights = [len(texts_by_lang[lang]) ** (1.0 / temperature) for lang in langs]
+    weights = [counts[lang] ** (1.0 / temperature) for lang in langs]
     norm = sum(weights)
-    n_all = sum(len(texts_by_lang[lang]) for lang in langs)
-    budget = min(total, n_all)
-    rng = random.Random(seed)
-    out: dict[str, list[str]] = {}
+    budget = min(total, sum(counts[lang] for lang in langs))
+    rng = np.random.Generator(np.random.PCG64(seed))
+    out: dict[str, np.ndarray] = {}
     for lang, w in zip(langs, weights):
-        texts = texts_by_lang[lang]
+        n = counts[lang]
         want = max(1, round(budget * w / norm))
-        order = list(range(len(texts)))
-        rng.shuffle(order)
-        picked = [texts[order[i % len(order)]] for i in range(want)]
-        out[lang] = picked
+        if want <= n:
+            out[lang] = rng.choice(n, size=want, replace=False)
+        else:
+            out[lang] = rng.permutation(n)[np.arange(want) % n]
     return out
 
 
 def train_tokenizer(
-    texts_by_lang: dict[str, Sequence[str] | str | Path],
+    texts_by_lang: dict[str, Sequence[str] | str | Path | list[Path]],
     out_dir: str | Path,
     cfg: TokenizerConfig,
     langs: Sequence[str],
     seed: int,
+    distinct: Sequence[str] = (),
 ) -> dict:
     """Train spm.model/spm.vocab in `out_dir` and return the report (see `report`).
 
-    `texts_by_lang` maps a language code (the English source side included) to its sentences or
-    a file of them; `langs` are the target languages whose `<2xx>` tags become symbols.
+    `texts_by_lang` maps a language code (the English source side included) to its sentences, a
+    file of them or a list of files; `langs` are the target languages whose `<2xx>` tags become
+    symbols; the languages in `distinct` count each repeated line once. Files are streamed: only the
+    sample SentencePiece trains on (`cfg.sample_sentences`) is ever in memory.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {lang: [t for t in read_lines(src) if t.strip()] for lang, src in texts_by_lang.items()}
-    masked = {
-        lang: [placeholders.mask(t, limit=cfg.max_placeholders)[0] for t in lines]
-        for lang, lines in texts.items()
-    }
-    if not any(masked.values()):
+    corpora = {lang: _Lines(src if _is_file_list(src) else [src], lang in distinct, keep_first=2000)
+               for lang, src in texts_by_lang.items()}
+    if not any(c.n for c in corpora.values()):
         raise InputError(out_dir, "no sentences to train the tokenizer on")
-    sample = temperature_sample(masked, cfg.sample_sentences, cfg.temperature, seed)
+    draw = temperature_sample({lang: c.n for lang, c in corpora.items()}, cfg.sample_sentences, cfg.temperature, seed)
+    sample = {}
+    for lang, idx in draw.items():
+        picked = corpora[lang].pick(np.unique(idx))
+        sample[lang] = [placeholders.mask(picked[i], limit=cfg.max_placeholders)[0] for i in idx.tolist()]
     user_symbols = [lang_tag(lang) for lang in langs] + placeholders.symbols(cfg.max_placeholders)
     lines = [line for lang in sorted(sample) for line in sample[lang]]
     model = io.BytesIO()
@@ -123,7 +203,7 @@ def train_tokenizer(
     vocab = "".join(f"{proc.IdToPiece(i)}\t{proc.GetScore(i):g}\n" for i in range(proc.GetPieceSize()))
     write_text(out_dir / "spm.vocab", vocab)
     tok = Tokenizer(out_dir / "spm.model")
-    return tok.report(texts, max_sentences=2000)
+    return tok.report({lang: c.first for lang, c in corpora.items()}, max_sentences=2000)
 
 
 def tokenizer_inputs_key(

@@ -1,31 +1,27 @@
 """Stage tokenize: one SentencePiece model over the English side and every target language."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from babelflow.config import Params
 from babelflow.errors import InputError
 from babelflow.io import atomic_dir, write_json
-from babelflow.tokenizer import read_lines, train_tokenizer
+from babelflow.tokenizer import train_tokenizer
 from tasks._common import Paths, stage_main
 
 
 def run(params: Params, paths: Paths) -> dict:
     langs = params.languages
-    texts: dict[str, list[str]] = {langs.source: []}
-    seen_src: set[str] = set()
+    texts: dict[str, list[Path]] = {langs.source: []}
     for tgt in langs.all_targets:
         folder = paths.clean / langs.pair(tgt)
         src_file, tgt_file = folder / "train.src", folder / "train.tgt"
         if not src_file.is_file() or not tgt_file.is_file():
             raise InputError(folder, "missing train.src/train.tgt; run the clean stage first")
-        # The same English string recurs across pairs; counting it once keeps English from
-        # dominating the mix just because it is the shared side.
-        for line in read_lines(src_file):
-            if line not in seen_src:
-                seen_src.add(line)
-                texts[langs.source].append(line)
-        texts[tgt] = read_lines(tgt_file)
+        texts[langs.source].append(src_file)
+        texts[tgt] = [tgt_file]
     with atomic_dir(paths.tokenizer) as out:
-        report = train_tokenizer(texts, out, params.tokenizer, langs.all_targets, params.seed)
+        report = train_tokenizer(texts, out, params.tokenizer, langs.all_targets, params.seed, distinct=[langs.source])
         write_json(out / "report.json", report)
     metrics = {
         "vocab_size": report["vocab_size"],

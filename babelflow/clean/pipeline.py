@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
-
 from babelflow.clean import filters as F
 from babelflow.clean import worker
 from babelflow.clean.lang_id import MODEL as LANGID_MODEL
 from babelflow.clean.worker import NormSettings, process_chunk
 from babelflow.corpus.split import SPLITS
+from babelflow.digests import DigestSet
 from babelflow.errors import BabelflowError, InputError
 from babelflow.executor import DaskCluster, ordered_map
 from babelflow.io import MAX_LINE_BYTES
@@ -149,39 +148,6 @@ def _read_pairs(src_path: Path, tgt_path: Path, on_error: str, report: SplitRepo
                 report.remove(INVALID, {"file": str(problem[0]), "line": line_no, "error": problem[1]}, keep)
                 continue
             yield line_no, texts[0], texts[1]
-
-
-class DigestSet:
-    """A set of 8-byte digests at ~8 bytes each: the older ones in a sorted numpy array, the recent
-    ones in a Python set (~75 bytes an entry) merged into the array once it holds `flush`. A chunk's
-    digests are looked up in the array at once (`prepare`); merges happen only there, between
-    chunks, so a digest added within a chunk stays visible in the Python set until the chunk ends."""
-
-    def __init__(self, flush: int = 1 << 18):  # at most ~25 MB of Python set
-        self.old = np.zeros(0, np.uint64)
-        self.new: set[bytes] = set()
-        self.flush = flush
-        self.hits: set[bytes] = set()
-
-    def prepare(self, digests: list[bytes]) -> None:
-        if len(self.new) >= self.flush:
-            merged = np.concatenate([self.old, np.frombuffer(b"".join(self.new), np.uint64)])
-            merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
-            self.old, self.new = merged, set()
-        self.hits = set()
-        if len(self.old) and digests:
-            wanted = np.frombuffer(b"".join(digests), np.uint64)
-            at = np.minimum(np.searchsorted(self.old, wanted), len(self.old) - 1)
-            self.hits = {d for d, hit in zip(digests, (self.old[at] == wanted).tolist()) if hit}
-
-    def __contains__(self, digest: bytes) -> bool:
-        return digest in self.new or digest in self.hits
-
-    def add(self, digest: bytes) -> None:
-        self.new.add(digest)
-
-    def __len__(self) -> int:
-        return len(self.old) + len(self.new)
 
 
 def _chunks(rows: Iterator, size: int) -> Iterator[list]:

@@ -6,7 +6,6 @@ is built once in the parent and handed over by `init`, once per worker.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import unicodedata
@@ -17,6 +16,7 @@ from babelflow.clean import filters as F
 from babelflow.clean.lang_id import Tables
 from babelflow.clean.normalize import normalize
 from babelflow.corpus.split import split_key
+from babelflow.digests import digest
 
 _NON_WORD = re.compile(r"\W+")
 
@@ -48,8 +48,6 @@ def remote_chunk(token: str, init_args: tuple, job):
     return process_chunk(job)
 
 
-def digest(*parts: str) -> bytes:
-    return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
 
 
 def loose(text: str) -> str:

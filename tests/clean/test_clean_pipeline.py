@@ -180,7 +180,7 @@ def _dedup(seen, chunks):
 
 
 def test_dedup_digests_match_a_set_across_merges():
-    from babelflow.clean.pipeline import DigestSet
+    from babelflow.digests import DigestSet
 
     rng = random.Random(3)
     pool = [rng.randbytes(24) for _ in range(700)]  # many repeats, within and across chunks
@@ -199,7 +199,7 @@ def test_dedup_digests_cost_about_8_bytes_each():
     # ~90 bytes a digest, 1.8 GB at 10 M pairs; DigestSet keeps them in a sorted uint64 array.
     import tracemalloc
 
-    from babelflow.clean.pipeline import DigestSet
+    from babelflow.digests import DigestSet
 
     rng = random.Random(1)
     chunks = [[rng.randbytes(24) for _ in range(2000)] for _ in range(200)]  # 400k distinct keys

@@ -64,3 +64,48 @@ def test_reuse_only_when_trained_on_the_same_inputs(clean_dir, tmp_path):
     (out / "spm.inputs.sha256").unlink()
     tok, reused = reuse_or_train_tokenizer(texts, out, cfg, ["de"], 5)
     assert not reused and sha256_file(out / "spm.model") == first and isinstance(tok, Tokenizer)
+
+
+def test_streamed_files_train_what_the_same_lines_in_memory_train(clean_dir, tmp_path):
+    """English read from two pair files with repeats and blank lines, counted once, streamed twice:
+    the same model as the deduplicated lines handed over as a list."""
+    de = (clean_dir / "en-de" / "train.src").read_text(encoding="utf-8").splitlines()
+    fr = (clean_dir / "en-fr" / "train.src").read_text(encoding="utf-8").splitlines()
+    a, b = tmp_path / "a.src", tmp_path / "b.src"
+    a.write_text("\n".join(de[:300] + ["", "  "] + de[:50] + de[300:]) + "\n", encoding="utf-8")
+    b.write_text("\n".join(fr + de[100:200]) + "\n", encoding="utf-8")
+    distinct = list(dict.fromkeys(t for t in de[:300] + de[:50] + de[300:] + fr + de[100:200] if t.strip()))
+    tgt = clean_dir / "en-de" / "train.tgt"
+    cfg = TokenizerConfig(vocab_size=400, sample_sentences=700, model_type="bpe")
+    rep_files = train_tokenizer({"en": [a, b], "de": tgt}, tmp_path / "files", cfg, ["de"], 5, distinct=["en"])
+    rep_list = train_tokenizer({"en": distinct, "de": tgt}, tmp_path / "list", cfg, ["de"], 5)
+    assert (tmp_path / "files" / "spm.model").read_bytes() == (tmp_path / "list" / "spm.model").read_bytes()
+    assert rep_files == rep_list
+
+
+def test_tokenize_stage_holds_the_sample_not_the_corpus(tmp_path):
+    """tokenize read every clean line, and a masked copy, to draw a 200k-line sample (~0.7 KB a
+    pair: 7 GB at 10 M). Its Python heap must stay near the sample's size (tracemalloc)."""
+    import tracemalloc
+
+    from babelflow.config import parse_params
+    from tasks._common import Paths
+    from tasks.tokenize import run
+
+    n = 120_000
+    folder = tmp_path / "data" / "clean" / "en-de"
+    folder.mkdir(parents=True)
+    (folder / "train.src").write_text("".join(f"the quick source sentence number {i}\n" for i in range(n)))
+    (folder / "train.tgt").write_text("".join(f"der schnelle Zielsatz Nummer {i}\n" for i in range(n)))
+    params = parse_params({"languages": {"source": "en", "targets": ["de"], "heldout": []},
+                           "adapt": {"enabled": False},
+                           "collect": {"sources": [{"type": "aligned", "name": "c", "path": str(tmp_path)}]},
+                           "tokenizer": {"vocab_size": 500, "sample_sentences": 2000}})
+    tracemalloc.start()
+    try:
+        run(params, Paths(tmp_path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "data" / "tokenizer" / "spm.model").is_file()
+    assert peak < 15e6, f"tokenize held {peak / 1e6:.1f} MB for {n} pairs"  # every line held: ~45 MB
