@@ -29,15 +29,19 @@ import sys
 import time
 from pathlib import Path
 
-from bench.pipeline import CORPUS, ROOT, preset_params, run_stages
+from bench.pipeline import CORPUS, ROOT, SPLITS, preset_params, run_stages
 from tasks._common import Paths
 
-STAGES = ["collect", "clean", "tokenize", "encode", "train"]
+STAGES = ["collect", "clean", "tokenize", "encode", "train", "meta", "adapt"]
 CHILDREN = [*STAGES, "ready"]  # ready: the update on ready tensors, its own process so train's RSS is its own
 STEPS = 50
 N_BASE = 29000  # Multi30k train pairs
 OVERRIDES = [
-    "languages.targets=[de]", "clean.dedup=true",
+    # fr (Multi30k's own 29k pairs, a second source) is the held-out pair adapt fine-tunes on; meta and
+    # adapt run a few steps each, enough for their peak RSS (meta reads the whole de corpus).
+    "languages.targets=[de]", "languages.heldout=[fr]", "clean.dedup=true",
+    "meta={enabled: true, meta_steps: 10, tasks_per_step: 2, inner_steps: 2, checkpoint_every: 1000}",
+    "adapt={enabled: true, k: [1000], steps: 10, seeds: [1], inits: [transfer, meta], eval_sentences: 20}",
     "model.transformer={d_model: 128, ffn_dim: 512, heads: 4, encoder_layers: 2, decoder_layers: 2, dropout: 0.1}",
     f"train.max_steps={STEPS}", "train.warmup_steps=10", "train.checkpoint_every=1000", "train.validate_every=1000",
     "train.dev_bleu_sentences=0", "train.average_last=1", "train.threads=1", "train.max_len=100",
@@ -60,10 +64,18 @@ def build_corpus(folder: Path, n: int, source: Path = CORPUS) -> None:
     for stem in ("val", "test_2016_flickr"):
         for lang in ("en", "de"):
             shutil.copyfile(source / f"{stem}.{lang}", folder / f"{stem}.{lang}")
+    fr = folder.parent / "corpus-fr"  # the held-out pair: Multi30k en-fr as it is
+    fr.mkdir(exist_ok=True)
+    for stem in ("train", "val", "test_2016_flickr"):
+        for lang in ("en", "fr"):
+            shutil.copyfile(source / f"{stem}.{lang}", fr / f"{stem}.{lang}")
 
 
 def _params(corpus: Path):
-    return preset_params("multi30k-cpu", OVERRIDES, corpus=corpus)
+    both = (f"collect.sources=[{{type: aligned, name: scaled, path: {json.dumps(str(corpus))}, splits: {SPLITS}}}, "
+            f"{{type: aligned, name: multi30k-fr, path: {json.dumps(str(corpus.parent / 'corpus-fr'))}, "
+            f"splits: {SPLITS}}}]")
+    return preset_params("multi30k-cpu", [*OVERRIDES, both], corpus=corpus)
 
 
 # ------------------------------------------------------------------------------------- the children
