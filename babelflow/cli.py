@@ -182,6 +182,8 @@ def check_decoding_options(args: argparse.Namespace, beam: int) -> None:
         raise BabelflowError("--max-length must be at least 1")
     if args.no_repeat_ngram_size < 0:
         raise BabelflowError("--no-repeat-ngram-size must be 0 (off) or more")
+    if args.max_run is not None and args.max_run < 0:
+        raise BabelflowError("--max-run must be 0 (off) or more")
     if args.threads < 0:
         raise BabelflowError("--threads must be 0 (all cores) or more")
     if args.quantization and not args.ctranslate2:
@@ -218,7 +220,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     tokenizer.tag_id(args.to)
     length_penalty = float(defaults.get("length_penalty", 1.0))
     max_length_ratio = float(defaults.get("max_length_ratio", 2.0))
-    limits = dict(max_length=args.max_length, no_repeat_ngram_size=args.no_repeat_ngram_size)
+    # The release's evaluate.max_run, as its test scores were decoded (older releases: off).
+    max_run = args.max_run if args.max_run is not None else int(defaults.get("max_run", 0))
+    limits = dict(max_length=args.max_length, no_repeat_ngram_size=args.no_repeat_ngram_size, max_run=max_run)
     nbest = args.n_best
 
     inp: BinaryIO
@@ -243,6 +247,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
             if args.ctranslate2:
                 decoder = ctranslate2_decoder(Path(args.ctranslate2), release, tokenizer, str(device), workers,
                                               args.quantization or "default")
+                if limits.pop("max_run"):
+                    print(f"babelflow translate: WARNING: CTranslate2 has no max_run: decoding without it (the "
+                          f"release's scores were decoded with max_run {max_run}; --max-run 0 silences this)",
+                          file=sys.stderr)
 
                 def decode_ids(rows):
                     return decoder.translate_nbest(rows, beam, length_penalty, max_length_ratio, chunk, nbest, **limits)
@@ -497,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="N",
                    help="never repeat an N-gram of tokens within a translation, as fairseq's option of this "
                         "name (default 0: off)")
+    t.add_argument("--max-run", type=int, default=None, metavar="N",
+                   help="a word or phrase at most N times in a row (default: the release's evaluate.max_run; "
+                        "0: off)")
     t.add_argument("--chunk", type=int, default=64, help="sentences per batch (default 64)")
     t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--threads", type=int, default=0, help="CPU cores to decode on, one batch each "

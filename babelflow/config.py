@@ -393,6 +393,9 @@ class EvaluateConfig(Section):
     beam_size: int = Field(default=4, ge=1)
     length_penalty: float = Field(default=1.0, ge=0)
     max_length_ratio: float = Field(default=2.0, gt=0)
+    # A word or phrase (up to 8 pieces) at most this many times in a row in a translation; 0 = off.
+    # An undertrained model loops ("bei bei bei bei"); three in a row is rare in real text.
+    max_run: int = Field(default=3, ge=0)
     batch_sentences: int = Field(default=64, gt=0)
     max_sentences: int = Field(default=0, ge=0)  # 0 = whole test split
     examples: int = Field(default=5, ge=0)

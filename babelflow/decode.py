@@ -8,7 +8,10 @@ score / ((5 + |y|) / 6) ** alpha, |y| counting the EOS; alpha = 0 ranks by raw l
 The maximum target length is ceil(max_length_ratio * source_length) + 5 per sentence, capped at
 `max_length` + 1 (tokens plus the EOS) when given, as OpenNMT-py's -max_length. `no_repeat_ngram_size`
 n > 0 forbids any token that would repeat an n-gram already in the hypothesis (fairseq's
---no-repeat-ngram-size); it is off by default.
+--no-repeat-ngram-size); it is off by default. `max_run` r > 0 is narrower: it forbids only the token
+that would make the last p tokens occur r + 1 times in a row (p up to MAX_RUN_PERIOD pieces, so a
+word of several pieces too), the "bei bei bei bei" of an undertrained model, while a phrase may
+still recur later in the sentence.
 
 A source longer than the model's positions (`source_limit`) is cut there with a warning naming its
 line, as fairseq and OpenNMT truncate to their maximum source length: time and memory stay bounded
@@ -134,8 +137,29 @@ def ban_repeated_ngrams(logp: Tensor, history: Tensor, n: int) -> None:
     logp[rows, grams[rows, at, -1]] = float("-inf")
 
 
+MAX_RUN_PERIOD = 8  # pieces: a word or short phrase
+
+
+def ban_runs(logp: Tensor, history: Tensor, max_run: int, max_period: int = MAX_RUN_PERIOD) -> None:
+    """Set to -inf (in place) each row's log-probability of the token that would complete the
+    (max_run + 1)-th consecutive copy of the row's last p generated tokens, for p = 1..max_period
+    (`history`: [rows, t], BOS excluded)."""
+    t = history.size(1)
+    if max_run <= 0:
+        return
+    for p in range(1, max_period + 1):
+        span = (max_run + 1) * p - 1  # these tokens and the next would be max_run + 1 copies
+        if t < span:
+            break
+        w = history[:, t - span:]
+        periodic = w[:, :-p].eq(w[:, p:]).all(1) if span > p else torch.ones(w.size(0), dtype=torch.bool,
+                                                                                  device=w.device)
+        rows = torch.nonzero(periodic, as_tuple=True)[0]
+        logp[rows, w[rows, span - p]] = float("-inf")
+
+
 def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0, *, max_length: int | None = None,
-           no_repeat_ngram_size: int = 0) -> list[list[int]]:
+           no_repeat_ngram_size: int = 0, max_run: int = 0) -> list[list[int]]:
     """Argmax decoding; the reference beam search must reproduce with beam_size=1."""
     with eval_mode(model):
         B = src.size(0)
@@ -149,6 +173,8 @@ def greedy(model: Seq2Seq, src: Tensor, max_length_ratio: float = 2.0, *, max_le
             logp, state = model.decode_step(prev, state, enc)
             if no_repeat_ngram_size and out:
                 ban_repeated_ngrams(logp, torch.stack(out, 1), no_repeat_ngram_size)
+            if max_run and out:
+                ban_runs(logp, torch.stack(out, 1), max_run)
             # At the length limit the only allowed token is EOS, as in beam search.
             at_limit = limits.eq(t + 1)
             logp[at_limit] = float("-inf")
@@ -184,6 +210,7 @@ def beam_search_nbest(
     *,
     max_length: int | None = None,
     no_repeat_ngram_size: int = 0,
+    max_run: int = 0,
 ) -> list[list[Hypothesis]]:
     """For each source row, the `nbest` best hypotheses (best first); nbest <= beam_size."""
     if beam_size < 1 or not 1 <= nbest <= beam_size:
@@ -206,6 +233,8 @@ def beam_search_nbest(
             logp, state = model.decode_step(tokens[:, -1], state, enc)
             if no_repeat_ngram_size:
                 ban_repeated_ngrams(logp, tokens[:, 1:], no_repeat_ngram_size)
+            if max_run:
+                ban_runs(logp, tokens[:, 1:], max_run)
             V = logp.size(-1)
             logp = logp.view(B, K, V)
             at_limit = limits_t.eq(step + 1)
@@ -276,7 +305,7 @@ def beam_search(
     **limits,
 ) -> list[list[int]]:
     """The best hypothesis per source row, as token ids without BOS/EOS; `limits`: beam_search_nbest's
-    max_length and no_repeat_ngram_size."""
+    max_length, no_repeat_ngram_size and max_run."""
     return [h[0].tokens for h in beam_search_nbest(model, src, beam_size, length_penalty, max_length_ratio, **limits)]
 
 
@@ -305,7 +334,7 @@ def translate_ids(
     **limits,
 ) -> list[list[int]]:
     """Decode id sequences in length-sorted batches (less padding), returned in input order; `limits`:
-    beam_search_nbest's max_length and no_repeat_ngram_size.
+    beam_search_nbest's max_length, no_repeat_ngram_size and max_run.
 
     `workers` > 1 decodes that many batches at once on Python threads (torch releases the GIL inside
     its ops). On CPU pair it with one intra-op thread per worker (`torch.set_num_threads(1)`): a
@@ -386,6 +415,7 @@ def translate(
     batch_sentences: int = 64,
     workers: int = 1,
     source: str | None = None,
+    **limits,
 ) -> list[str]:
     """Translate raw sentences into `tgt_lang` (selected by the tag the tokenizer prepends).
 
@@ -397,6 +427,6 @@ def translate(
         if cut:
             log.warning(truncation_warning(f"{source}:{i + 1}" if source else f"sentence {i + 1}", limit))
     ids = translate_ids(
-        model, [e[0] for e in encoded], beam_size, length_penalty, max_length_ratio, batch_sentences, workers
-    )
+        model, [e[0] for e in encoded], beam_size, length_penalty, max_length_ratio, batch_sentences, workers,
+        **limits)
     return [tokenizer.decode(h, e[1], e[0]) for h, e in zip(ids, encoded)]

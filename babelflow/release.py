@@ -179,8 +179,10 @@ def _metrics_section(params: dict, eval_metrics: Any) -> list[str]:
         return lines + ["No evaluation metrics were available when this release was built.", ""]
     ev = params.get("evaluate", {})
     limit = f"the first {ev['max_sentences']} sentences" if ev.get("max_sentences") else "every sentence"
+    run = (f", at most {ev['max_run']} copies of a word or phrase in a row (`evaluate.max_run`; `translate` "
+           "decodes the same way)" if ev.get("max_run") else "")
     lines += [f"On {limit} of each pair's test split (sources never seen in training), beam "
-              f"{ev.get('beam_size')}, detokenized output scored by sacrebleu; chrF++ is chrF with word "
+              f"{ev.get('beam_size')}{run}, detokenized output scored by sacrebleu; chrF++ is chrF with word "
               "bigrams (`nw:2`). Every score is in metrics.json.", ""]
     pairs = {k: v for k, v in eval_metrics.items() if isinstance(v, dict) and "signatures" in v}
     lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]

@@ -43,11 +43,13 @@ class Decoding:
     length_penalty: float = 1.0
     max_length_ratio: float = 2.0
     batch_sentences: int = 64
+    max_run: int = 0  # babelflow.decode.ban_runs; 0: off
 
     @classmethod
     def of(cls, evaluate: Any) -> "Decoding":
         """The settings of an `EvaluateConfig` (params.evaluate)."""
-        return cls(evaluate.beam_size, evaluate.length_penalty, evaluate.max_length_ratio, evaluate.batch_sentences)
+        return cls(evaluate.beam_size, evaluate.length_penalty, evaluate.max_length_ratio, evaluate.batch_sentences,
+                   evaluate.max_run)
 
 
 GREEDY = Decoding()
@@ -62,7 +64,8 @@ def translate_all(model: nn.Module, tokenizer, sentences: Sequence[str], lang: s
     with decoding_workers(next(model.parameters()).device) as workers:
         return translate(model, tokenizer, list(sentences), lang, beam_size=decoding.beam_size,
                          length_penalty=decoding.length_penalty, max_length_ratio=decoding.max_length_ratio,
-                         batch_sentences=decoding.batch_sentences, workers=workers, source=source)
+                         batch_sentences=decoding.batch_sentences, workers=workers, source=source,
+                         max_run=decoding.max_run)
 
 
 def translate_and_score(model: nn.Module, tokenizer, srcs: Sequence[str], refs: Sequence[str], lang: str,

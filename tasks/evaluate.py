@@ -145,7 +145,7 @@ def run(params: Params, paths: Paths) -> dict:
 
     macro = macro_average(pair_metrics)
     settings = {"beam_size": ev.beam_size, "length_penalty": ev.length_penalty,
-                "max_length_ratio": ev.max_length_ratio}
+                "max_length_ratio": ev.max_length_ratio, "max_run": ev.max_run}
     full = {**pair_metrics, "macro": macro}
     if external:
         full["external"] = external

@@ -33,7 +33,8 @@ def translate(release_dir, tmp_path, *extra, chunk: int = 1):
 
 @pytest.mark.parametrize("chunk", [1, len(INPUT)])
 def test_export_translates_like_the_release(release_dir, exported, tmp_path, chunk):
-    rc, pytorch = translate(release_dir, tmp_path)
+    # CTranslate2 has no max_run (it warns and decodes without it): compare with PyTorch's without it.
+    rc, pytorch = translate(release_dir, tmp_path, "--max-run", "0")
     assert rc == 0
     rc, ct2 = translate(release_dir, tmp_path, "--ctranslate2", str(exported), chunk=chunk)
     assert rc == 0
@@ -42,6 +43,13 @@ def test_export_translates_like_the_release(release_dir, exported, tmp_path, chu
     # CTranslate2 decodes to the longest one's limit, which the shorter ones must not inherit.
     assert ct2 == pytorch and ct2.split("\n")[0]
     assert len(ct2.split("\n")) == len(INPUT) + 1 and ct2.split("\n")[1] == ""
+
+
+def test_ctranslate2_says_it_decodes_without_the_releases_max_run(release_dir, exported, tmp_path, capsys):
+    assert translate(release_dir, tmp_path, "--ctranslate2", str(exported))[0] == 0
+    assert "CTranslate2 has no max_run" in capsys.readouterr().err
+    assert translate(release_dir, tmp_path, "--ctranslate2", str(exported), "--max-run", "0")[0] == 0
+    assert "max_run" not in capsys.readouterr().err
 
 
 def test_export_of_other_weights_is_refused(release_dir, exported, tmp_path, capsys):

@@ -14,7 +14,8 @@ import torch
 
 from babelflow import placeholders
 from babelflow.cli import main
-from babelflow.decode import ban_repeated_ngrams, encode_limited, translate_ids, translate_nbest
+from babelflow.decode import ban_repeated_ngrams, ban_runs, encode_limited, translate_ids, translate_nbest
+from babelflow.metrics import repeats_a_word
 from babelflow.specials import EOS_ID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,50 @@ def test_ban_repeated_ngrams_is_fairseqs_rule():
     # Row 0 ends in 5, and "5 6" was seen: 6 is banned. Row 1 has no earlier 4: nothing is.
     assert logp[0].isinf().nonzero().flatten().tolist() == [6]
     assert not logp[1].isinf().any()
+
+
+def longest_run(ids: list[int], max_period: int = 8) -> int:
+    """The most consecutive copies of any p-gram of `ids`, p up to max_period."""
+    best = 1 if ids else 0
+    for p in range(1, max_period + 1):
+        for start in range(len(ids)):
+            k = 1
+            while ids[start + k * p:start + (k + 1) * p] == ids[start:start + p] and start + (k + 1) * p <= len(ids):
+                k += 1
+            best = max(best, k if start + p <= len(ids) else 1)
+    return best
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_max_run_caps_consecutive_copies(model_and_rows, beam):
+    model, _, rows = model_and_rows
+    free = translate_ids(model, rows, beam, batch_sentences=2)
+    assert max(longest_run(h) for h in free) > 3  # off by default: the random model loops
+    for r in (1, 3):
+        guarded = translate_ids(model, rows, beam, batch_sentences=2, max_run=r)
+        assert max(longest_run(h) for h in guarded) <= r, (r, guarded)
+        if beam == 1:  # beam search at beam 1 is still greedy with the guard on
+            assert [h[0].tokens for h in translate_nbest(model, rows, 1, batch_sentences=2, max_run=r)] == guarded
+
+
+def test_ban_runs_forbids_only_the_copy_that_would_be_one_too_many():
+    logp = torch.zeros(4, 9)
+    history = torch.tensor([[1, 2, 5, 6, 4, 4, 4],   # a 4th 4 in a row is banned
+                            [1, 2, 3, 2, 3, 2, 3],   # "2 3" three times: a 4th may start, not end
+                            [2, 3, 2, 3, 2, 3, 2],   # ... here it would end: 3 is banned
+                            [4, 4, 1, 4, 4, 1, 5]])  # recurring, not in a row: nothing
+    ban_runs(logp, history, 3)
+    assert [r.isinf().nonzero().flatten().tolist() for r in logp] == [[4], [], [3], []]
+    logp = torch.zeros(4, 9)
+    ban_runs(logp, history, 0)
+    assert not logp.isinf().any()
+
+
+def test_translate_decodes_with_the_releases_max_run(release_dir, tmp_path):
+    default = run_translate(release_dir, tmp_path, "--beam", "1")  # the release's evaluate.max_run: 3
+    assert default == run_translate(release_dir, tmp_path, "--beam", "1", "--max-run", "3")
+    free = run_translate(release_dir, tmp_path, "--beam", "1", "--max-run", "0")
+    assert free != default and any(map(repeats_a_word, free))
 
 
 def test_cli_options_reach_the_decoder(release_dir, tmp_path, model_and_rows):
