@@ -15,8 +15,10 @@ log = logging.getLogger("babelflow.collect")
 def run(params: Params, paths: Paths) -> dict:
     src_lang = params.languages.source
     per_pair: dict[str, dict[str, int]] = {}
+    # The sorted runs collect spills go inside the temporary output folder: removed before it is
+    # renamed into place, and a killed run's leftovers go with that folder's (atomic_dir).
     with atomic_dir(paths.raw) as tmp, \
-            collected(params, paths.root / params.collect.cache_dir, paths.raw.parent) as (out, records):
+            collected(params, paths.root / params.collect.cache_dir, tmp) as (out, records):
         for lang, splits in out.items():
             pair = params.languages.pair(lang)
             (tmp / pair).mkdir()

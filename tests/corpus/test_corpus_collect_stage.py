@@ -194,3 +194,4 @@ def test_collect_stage_holds_a_bounded_number_of_pairs(tmp_path, monkeypatch):
     assert sum(metrics["total"].values()) == n
     assert peak < 8e6, f"collect held {peak / 1e6:.1f} MB for {n} pairs"  # all pairs in memory: ~25 MB
     assert sorted(p.name for p in (tmp_path / "proj" / "data").iterdir()) == ["metrics", "raw"]
+    assert sorted(p.name for p in (tmp_path / "proj" / "data" / "raw").iterdir()) == ["en-de", "manifest.json"]
