@@ -22,6 +22,7 @@ from babelflow.errors import InputError, IntegrityError
 from babelflow.io import atomic_dir, read_json, sha256_file, write_json, write_text
 from babelflow.languages import base_language
 from babelflow.metrics import REPEAT_RUN, repeats_a_word
+from babelflow.report import examples_block
 
 SUMS = "SHA256SUMS"
 REQUIRED_MODEL = ("model.safetensors", "model.json")
@@ -349,17 +350,21 @@ def _lines(path: Path):
         raise InputError(path, "not valid UTF-8") from None
 
 
-def output_checks(hyp_path: Path, src_path: Path, ref_path: Path) -> dict | None:
+def output_checks(hyp_path: Path, src_path: Path, ref_path: Path, examples: int = 0) -> dict | None:
     """Counts over a pair's test translations (line i of the .hyp translates line i of test.src): outputs
     repeating one word REPEAT_RUN+ times in a row, empty ones, copies of the source, ones with U+FFFD,
-    and output words per reference word. None when evaluate wrote no hypotheses."""
+    and output words per reference word; and the first `examples` (source, reference, output) rows, the
+    ones evaluate's report shows. None when evaluate wrote no hypotheses."""
     if not hyp_path.is_file():
         return None
     c = {"n": 0, "repeat": 0, "empty": 0, "copy": 0, "fffd": 0, "hyp_words": 0, "ref_words": 0}
     example = None
+    rows = []
     srcs, refs = _lines(src_path), _lines(ref_path)
     for hyp in _lines(hyp_path):
         src, ref = next(srcs, ""), next(refs, "")
+        if len(rows) < examples:
+            rows.append((src, ref, hyp))
         words = hyp.split()
         c["n"] += 1
         c["empty"] += not words
@@ -370,7 +375,19 @@ def output_checks(hyp_path: Path, src_path: Path, ref_path: Path) -> dict | None
         if repeats_a_word(hyp):
             c["repeat"] += 1
             example = example or hyp
-    return {**c, "repeat_example": example}
+    return {**c, "repeat_example": example, "examples": rows}
+
+
+def _examples_section(outputs: dict[str, dict] | None) -> list[str]:
+    rows = {p: o["examples"] for p, o in sorted((outputs or {}).items()) if o and o.get("examples")}
+    if not rows:
+        return []
+    lines = ["## Example translations", "",
+             "The first lines of each pair's test split as this model translates them (data/eval/<pair>.hyp), "
+             "not chosen for quality:", ""]
+    for pair, pair_rows in rows.items():
+        lines += examples_block(pair, pair_rows)
+    return lines
 
 
 def _share(k: int, n: int) -> str:
@@ -509,6 +526,7 @@ def render_model_card(params: dict, eval_metrics: Any, adapt_results: Any, has_c
     if has_learning_curve:
         lines += ["![Training curve: loss, dev BLEU and learning rate by step](learning_curve.png)", ""]
     lines += _metrics_section(params, eval_metrics)
+    lines += _examples_section(outputs)
     lines += _adapt_section(adapt_results, has_curve, meta_enabled)
     lines += _limitations_section(eval_metrics, outputs)
     lines += _license_section(params)
@@ -538,7 +556,8 @@ def build_release(target: str | Path, params: dict, inputs: ReleaseInputs) -> di
     # evaluate writes <pair>.hyp next to its metrics.json; line i translates line i of clean's test.src.
     outputs = {pair: output_checks(inputs.eval_metrics.parent / f"{pair}.hyp",
                                    inputs.clean_report.parent / pair / "test.src",
-                                   inputs.clean_report.parent / pair / "test.tgt")
+                                   inputs.clean_report.parent / pair / "test.tgt",
+                                   int(params.get("evaluate", {}).get("examples", 0)))
                for pair in _scored_pairs(eval_metrics)} if inputs.eval_metrics and inputs.clean_report else {}
 
     with atomic_dir(target) as out:

@@ -11,7 +11,8 @@ from babelflow.io import read_json, write_json, write_text
 from babelflow.release import ReleaseInputs, build_release, render_model_card
 
 SECTIONS = ["## Model description", "## How to use", "## Intended use", "## Training data",
-            "## Skipped inputs", "## Training procedure", "## Evaluation", "## Adaptation to held-out languages",
+            "## Skipped inputs", "## Training procedure", "## Evaluation", "## Example translations",
+            "## Adaptation to held-out languages",
             "## Limitations", "## Files and integrity"]
 
 
@@ -114,3 +115,22 @@ def test_limitations_are_measured_on_the_test_outputs(tmp_path, project_factory)
     assert "1 of 4 en-de outputs (25.0 %) repeat one word 4 or more times in a row" in limits
     assert "1 of 4 en-fr outputs (25.0 %) contain U+FFFD" in limits
     assert "BLEU below 10 on en-de (3.20)" in limits and "en-fr (25.00)" not in limits
+
+
+def test_card_shows_the_runs_own_example_translations(release_dir, evaluated_project):
+    """The card shows real outputs of this model: the first test lines of each pair, as evaluate's
+    report does (examples: 2 in the tiny project)."""
+    root, params, _ = evaluated_project
+    card = (release_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    examples = section(card, "## Example translations")
+    from babelflow.report import _cell
+
+    for tgt in params.languages.targets:
+        pair = params.languages.pair(tgt)
+        clean = root / "data" / "clean" / pair
+        src, ref = ((clean / f"test.{side}").read_text(encoding="utf-8").splitlines() for side in ("src", "tgt"))
+        hyp = (root / "data" / "eval" / f"{pair}.hyp").read_text(encoding="utf-8").splitlines()
+        block = examples.split(f"### {pair}\n", 1)[1].split("\n\n", 1)[0].strip()  # the table after the heading
+        rows = block.splitlines()[2:]
+        assert rows == [f"| {_cell(s)} | {_cell(r)} | {_cell(h)} |" for s, r, h in
+                        list(zip(src, ref, hyp))[: params.evaluate.examples]], block
