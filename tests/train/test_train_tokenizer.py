@@ -109,3 +109,16 @@ def test_tokenize_stage_holds_the_sample_not_the_corpus(tmp_path):
         tracemalloc.stop()
     assert (tmp_path / "data" / "tokenizer" / "spm.model").is_file()
     assert peak < 15e6, f"tokenize held {peak / 1e6:.1f} MB for {n} pairs"  # every line held: ~45 MB
+
+
+def test_a_bad_byte_in_a_streamed_file_names_its_line(tmp_path):
+    import pytest
+
+    from babelflow.errors import InputError
+
+    src, tgt = tmp_path / "train.src", tmp_path / "train.tgt"
+    src.write_text("one\ntwo\nthree\n", encoding="utf-8")
+    tgt.write_bytes(b"eins\nzwei\ndr\xffei\n")
+    cfg = TokenizerConfig(vocab_size=300, sample_sentences=10)
+    with pytest.raises(InputError, match=r"train.tgt:3: not valid UTF-8"):
+        train_tokenizer({"en": [src], "de": [tgt]}, tmp_path / "tok", cfg, ["de"], 1, distinct=["en"])
