@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import BinaryIO, Callable, Iterator, Sequence, TextIO
 
 from babelflow import __version__
 from babelflow.errors import BabelflowError, ConfigError, InputError
@@ -76,17 +76,6 @@ def capped_lines(inp: BinaryIO, max_chars: int, name: str = "<stdin>") -> Iterat
         yield line[: max_chars + 1] if cut else line.rstrip("\r\n")
 
 
-def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    buf: list[str] = []
-    for line in lines:
-        buf.append(line.rstrip("\r\n"))
-        if len(buf) >= size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
-
 def translate_stream(decode_ids: Callable[[list[list[int]]], list[list]], tokenizer, inp: BinaryIO,
                      out: TextIO, tgt: str, block: int, progress=None, limit: int = 512,
                      name: str = "<stdin>", nbest: int = 1, scores: bool = False) -> int:
@@ -103,7 +92,10 @@ def translate_stream(decode_ids: Callable[[list[list[int]]], list[list]], tokeni
     from babelflow.metrics import single_line
 
     n = 0
-    for lines in chunks(capped_lines(inp, limit * CHARS_PER_TOKEN, name), block):
+    from babelflow.io import chunks
+
+    lines_in = (line.rstrip("\r\n") for line in capped_lines(inp, limit * CHARS_PER_TOKEN, name))
+    for lines in chunks(lines_in, block):
         todo = [i for i, s in enumerate(lines) if s.strip()]
         encoded = [encode_limited(tokenizer, lines[i], tgt, limit) for i in todo]
         for i, e in zip(todo, encoded):

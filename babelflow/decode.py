@@ -152,8 +152,7 @@ def ban_runs(logp: Tensor, history: Tensor, max_run: int, max_period: int = MAX_
         if t < span:
             break
         w = history[:, t - span:]
-        periodic = w[:, :-p].eq(w[:, p:]).all(1) if span > p else torch.ones(w.size(0), dtype=torch.bool,
-                                                                                  device=w.device)
+        periodic = w[:, :-p].eq(w[:, p:]).all(1)  # span == p (max_run 1, p 1): no pairs, all True
         rows = torch.nonzero(periodic, as_tuple=True)[0]
         logp[rows, w[rows, span - p]] = float("-inf")
 

@@ -14,9 +14,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 
 from babelflow import failpoints
+
+T = TypeVar("T")
 
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -102,6 +104,18 @@ def atomic_open(target: str | Path, mode: str = "w", encoding: str | None = "utf
     with atomic_path(target) as tmp:
         with open(tmp, mode, encoding=encoding, newline="\n" if encoding else None) as fh:
             yield fh
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter): a stream read a chunk at a time."""
+    buf: list[T] = []
+    for item in items:
+        buf.append(item)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -19,7 +19,7 @@ from babelflow import placeholders
 from babelflow.config import TokenizerConfig
 from babelflow.digests import DigestSet, digest
 from babelflow.errors import ConfigError, InputError
-from babelflow.io import atomic_path, fingerprint_of, write_text
+from babelflow.io import atomic_path, chunks, fingerprint_of, write_text
 from babelflow.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID, lang_tag
 
 
@@ -59,7 +59,7 @@ class _Lines:
         n = 0
         for src in sources:
             marks = bytearray()
-            for chunk in _chunked(iter_lines(src), 1 << 14):
+            for chunk in chunks(iter_lines(src), 1 << 14):
                 digests = [digest(t) for t in chunk] if distinct else None
                 if distinct:
                     seen.prepare(digests)
@@ -97,17 +97,6 @@ class _Lines:
                         return out
                 n += 1
         return out
-
-
-def _chunked(items: Iterator[str], size: int) -> Iterator[list[str]]:
-    buf: list[str] = []
-    for item in items:
-        buf.append(item)
-        if len(buf) == size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
 
 
 def _is_file_list(src) -> bool:

@@ -27,7 +27,7 @@ from babelflow.corpus.split import SPLITS
 from babelflow.digests import DigestSet
 from babelflow.errors import BabelflowError, InputError
 from babelflow.executor import DaskCluster, ordered_map
-from babelflow.io import MAX_LINE_BYTES
+from babelflow.io import MAX_LINE_BYTES, chunks
 from babelflow.languages import base_language
 
 if TYPE_CHECKING:
@@ -150,17 +150,6 @@ def _read_pairs(src_path: Path, tgt_path: Path, on_error: str, report: SplitRepo
             yield line_no, texts[0], texts[1]
 
 
-def _chunks(rows: Iterator, size: int) -> Iterator[list]:
-    buf = []
-    for row in rows:
-        buf.append(row)
-        if len(buf) >= size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
-
 def _usable_cpus() -> int:
     # The affinity mask, not os.cpu_count(): a container may see 64 cores and be allowed 2.
     try:
@@ -257,7 +246,7 @@ class Cleaner:
         report = SplitReport(removed={f: 0 for f in self._order()})
         seen_exact, seen_loose = DigestSet(), DigestSet()
         rows = _read_pairs(src_path, tgt_path, cfg.on_error, report, keep)
-        jobs = ((self.norm, fs, chunk) for chunk in _chunks(rows, cfg.chunk_lines))
+        jobs = ((self.norm, fs, chunk) for chunk in chunks(rows, cfg.chunk_lines))
         with open(out_src, "w", encoding="utf-8", newline="\n") as os_, \
                 open(out_tgt, "w", encoding="utf-8", newline="\n") as ot:
             for result in self._map(jobs, src_path):

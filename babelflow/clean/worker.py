@@ -48,8 +48,6 @@ def remote_chunk(token: str, init_args: tuple, job):
     return process_chunk(job)
 
 
-
-
 def loose(text: str) -> str:
     """The near-duplicate form of a sentence: case and punctuation ignored."""
     return _NON_WORD.sub(" ", text.casefold()).strip()
