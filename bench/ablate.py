@@ -71,7 +71,9 @@ def link_data(data: Path, work: Path, first_stage: str) -> None:
             link.symlink_to(target, target_is_directory=True)
 
 
-def score_dev(params, paths, limit: int = 0) -> list[DevScore]:
+def score_dev(params, paths, limit: int = 0, split: str = "dev") -> list[DevScore]:
+    """Each target's `split` (dev unless a caller has chosen on dev already) decoded with the evaluate
+    settings and scored; `limit`: its first N sentences (0: all)."""
     from babelflow.data import read_parallel
     from babelflow.metrics import repetition
     from babelflow.models import load_model
@@ -85,7 +87,7 @@ def score_dev(params, paths, limit: int = 0) -> list[DevScore]:
     out = []
     for lang in params.languages.targets:
         pair = params.languages.pair(lang)
-        dev = read_parallel(paths.clean / pair / "dev.src", paths.clean / pair / "dev.tgt")[: limit or None]
+        dev = read_parallel(paths.clean / pair / f"{split}.src", paths.clean / pair / f"{split}.tgt")[: limit or None]
         hyps, s = translate_and_score(model, tokenizer, [a for a, _ in dev], [b for _, b in dev], lang,
                                       Decoding.of(params.evaluate))
         out.append(DevScore(pair, s["n"], round(s["bleu"], 2), round(s["chrfpp"], 2), repetition(hyps)["repeats"]))
