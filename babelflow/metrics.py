@@ -63,12 +63,15 @@ def bleu_tokenizer(tgt_lang: str) -> str:
     return "13a"
 
 
-def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER]:
+def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER, BLEU]:
     base = base_language(tgt_lang)
     return (
         BLEU(tokenize=bleu_tokenizer(tgt_lang)),
         CHRF(word_order=2),  # chrF++: character n-grams plus word uni- and bigrams
         TER(asian_support=base in ASIAN_TER_LANGS),
+        # Lowercased BLEU on the same tokens: papers that score lowercased tokenised text (fairseq or
+        # multi-bleu on Moses tokens, as Multi30k's do) are compared with this one, not with cased BLEU.
+        BLEU(tokenize=bleu_tokenizer(tgt_lang), lowercase=True),
     )
 
 
@@ -81,8 +84,8 @@ def bleu(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> float:
 def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
     """Score detokenized hypotheses against one reference each.
 
-    Returns {"bleu", "chrfpp", "ter": float, "signatures": {"bleu","chrfpp","ter": str}, "n": int,
-    "tokenize": str}. Scores are sacrebleu's own corpus scores (0-100), not rounded. No sentences gives
+    Returns {"bleu", "chrfpp", "ter", "bleu_lc": float, "signatures": {"bleu","chrfpp","ter","bleu_lc": str},
+    "n": int, "tokenize": str}; bleu_lc is BLEU on lowercased text. Scores are sacrebleu's own corpus scores (0-100), not rounded. No sentences gives
     n = 0, the scores None, no signatures and "note": NOT_SCORED.
     """
     hyps, refs = list(hyps), list(refs)
@@ -93,14 +96,14 @@ def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
         )
     if not hyps:
         return {"n": 0, "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}, "bleu": None, "chrfpp": None,
-                "ter": None, "note": NOT_SCORED}
+                "ter": None, "bleu_lc": None, "note": NOT_SCORED}
     for name, seq in (("hypothesis", hyps), ("reference", refs)):
         for i, s in enumerate(seq):
             if not isinstance(s, str):
                 raise BabelflowError(f"{name} {i + 1} is {type(s).__name__}, not str")
-    bleu, chrf, ter = metric_objects(tgt_lang)
+    bleu, chrf, ter, bleu_lc = metric_objects(tgt_lang)
     out: dict = {"n": len(hyps), "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}}
-    for name, metric in (("bleu", bleu), ("chrfpp", chrf), ("ter", ter)):
+    for name, metric in (("bleu", bleu), ("chrfpp", chrf), ("ter", ter), ("bleu_lc", bleu_lc)):
         result = metric.corpus_score(hyps, [refs])
         out[name] = float(result.score)
         out["signatures"][name] = str(metric.get_signature())

@@ -186,10 +186,10 @@ def _metrics_section(params: dict, eval_metrics: Any) -> list[str]:
               f"{ev.get('beam_size')}{run}, detokenized output scored by sacrebleu; chrF++ is chrF with word "
               "bigrams (`nw:2`). Every score is in metrics.json.", ""]
     pairs = {k: v for k, v in eval_metrics.items() if isinstance(v, dict) and "signatures" in v}
-    lines += ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
+    lines += ["| pair | n | BLEU | chrF++ | TER | BLEU, lowercased |", "|---|---:|---:|---:|---:|---:|"]
     def row(label: str, m: dict) -> str:
         # An empty test split has no scores (None), not scores of 0: its note says so below the table.
-        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrfpp", "ter")]
+        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrfpp", "ter", "bleu_lc")]
         return f"| {label} | {m.get('n', '')} | " + " | ".join(cells) + " |"
 
     lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]

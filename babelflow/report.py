@@ -17,13 +17,14 @@ def _cell(text: str) -> str:
 
 
 def metrics_table(metrics: dict[str, dict]) -> list[str]:
-    lines = ["| pair | n | BLEU | chrF++ | TER |", "|---|---:|---:|---:|---:|"]
+    lines = ["| pair | n | BLEU | chrF++ | TER | BLEU, lowercased |", "|---|---:|---:|---:|---:|---:|"]
     for pair in sorted(metrics):
         m = metrics[pair]
         if m["bleu"] is None:
-            lines.append(f"| {pair} | {m['n']} | – | – | – |")
+            lines.append(f"| {pair} | {m['n']} | – | – | – | – |")
         else:
-            lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrfpp']:.2f} | {m['ter']:.2f} |")
+            lc = "–" if m.get("bleu_lc") is None else f"{m['bleu_lc']:.2f}"  # metrics from before it existed
+            lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrfpp']:.2f} | {m['ter']:.2f} | {lc} |")
     unscored = [pair for pair in sorted(metrics) if metrics[pair]["bleu"] is None]
     return lines + (["", *(f"{pair}: {NOT_SCORED} (empty test split)." for pair in unscored)] if unscored else [])
 

@@ -94,7 +94,7 @@ def macro_average(metrics: dict[str, dict]) -> dict:
     repeats = sum(m.get("repeats", 0) for m in metrics.values())
     return {
         "pairs": n,
-        **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrfpp", "ter")},
+        **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrfpp", "ter", "bleu_lc")},
         "repeats": repeats, "repeats_share": repeats / outputs if outputs else None,
     }
 

@@ -26,10 +26,12 @@ def test_evaluate_stage_outputs(evaluated_project):
         assert len(hyps) == 4 + 1 and hyps[-1] == ""  # one line per test sentence
         m = metrics[pair]
         assert m["n"] == 4
-        assert set(m["signatures"]) == {"bleu", "chrfpp", "ter"}
+        assert set(m["signatures"]) == {"bleu", "chrfpp", "ter", "bleu_lc"}
         assert "tok:13a" in m["signatures"]["bleu"] and "nw:2" in m["signatures"]["chrfpp"]  # chrF++
+        assert "case:mixed" in m["signatures"]["bleu"] and "case:lc" in m["signatures"]["bleu_lc"]
     assert metrics["macro"]["pairs"] == 2
-    assert metrics["macro"]["bleu"] == pytest.approx((metrics["en-de"]["bleu"] + metrics["en-fr"]["bleu"]) / 2)
+    for k in ("bleu", "bleu_lc"):
+        assert metrics["macro"][k] == pytest.approx((metrics["en-de"][k] + metrics["en-fr"][k]) / 2)
     assert summary == metrics
     # The headline DVC compares: the macro averages alone, rounded as sacrebleu reports them.
     assert read_json(root / "data" / "metrics" / "eval.json") == {

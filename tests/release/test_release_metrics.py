@@ -95,3 +95,22 @@ def test_perfect_and_length_mismatch():
     empty = score([], [], "de")
     assert empty["n"] == 0 and empty["bleu"] is None and empty["chrfpp"] is None and empty["ter"] is None
     assert empty["note"] == "n = 0, not scored" and empty["signatures"] == {}
+
+
+def test_lowercased_bleu_matches_sacrebleu_cli(tmp_path):
+    """bleu_lc is sacrebleu's BLEU with --lowercase on the same tokens: the figure set beside papers that
+    score lowercased tokenised text (Multi30k's); case errors cost cased BLEU only."""
+    refs = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau singt auf der Bühne."] * 3
+    hyps = [r.lower() if i % 2 else r for i, r in enumerate(refs)]
+    hyps[4] = "Zwei Katzen spielen im Schnee."
+    ours = score(hyps, refs, "de")
+    assert ours["bleu_lc"] > ours["bleu"]
+    assert score([r.upper() for r in refs], refs, "de")["bleu_lc"] == pytest.approx(100.0)
+    for f, lines in (("hyp.txt", hyps), ("ref.txt", refs)):
+        (tmp_path / f).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    cli = json.loads(subprocess.run([str(SACREBLEU), str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"),
+                                     "-m", "bleu", "-lc", "--tokenize", "13a", "--format", "json", "-w", "6"],
+                                    check=True, capture_output=True, text=True).stdout)
+    assert ours["bleu_lc"] == pytest.approx(cli["score"], abs=1e-5)
+    assert ours["signatures"]["bleu_lc"] == cli["signature"]
+    assert score([], [], "de")["bleu_lc"] is None
