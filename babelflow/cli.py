@@ -89,11 +89,10 @@ def translate_stream(decode_ids: Callable[[list[list[int]]], list[list]], tokeni
     naming it as line n of `name`.
     """
     from babelflow.decode import CHARS_PER_TOKEN, encode_limited, truncation_warning
+    from babelflow.io import chunks
     from babelflow.metrics import single_line
 
     n = 0
-    from babelflow.io import chunks
-
     lines_in = (line.rstrip("\r\n") for line in capped_lines(inp, limit * CHARS_PER_TOKEN, name))
     for lines in chunks(lines_in, block):
         todo = [i for i, s in enumerate(lines) if s.strip()]

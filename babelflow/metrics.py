@@ -27,6 +27,8 @@ _LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+")
 # What an empty test split gets instead of scores: sacrebleu scores nothing as BLEU 0 / TER 0, which
 # reads like a model that failed. Readers show pairs whose "bleu" is None with this note.
 NOT_SCORED = "n = 0, not scored"
+# What `score` reports per pair, in the order of `metric_objects`; the macro average and the tables read it.
+SCORES = ("bleu", "chrfpp", "ter", "bleu_lc")
 
 CHAR_LEVEL_LANGS = frozenset({"ja", "ko", "th", "lo", "km", "my"})
 ASIAN_TER_LANGS = frozenset({"zh", "ja", "ko"})
@@ -64,6 +66,7 @@ def bleu_tokenizer(tgt_lang: str) -> str:
 
 
 def metric_objects(tgt_lang: str) -> tuple[BLEU, CHRF, TER, BLEU]:
+    """The sacrebleu metrics behind SCORES, in that order."""
     base = base_language(tgt_lang)
     return (
         BLEU(tokenize=bleu_tokenizer(tgt_lang)),
@@ -84,9 +87,9 @@ def bleu(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> float:
 def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
     """Score detokenized hypotheses against one reference each.
 
-    Returns {"bleu", "chrfpp", "ter", "bleu_lc": float, "signatures": {"bleu","chrfpp","ter","bleu_lc": str},
-    "n": int, "tokenize": str}; bleu_lc is BLEU on lowercased text. Scores are sacrebleu's own corpus scores (0-100), not rounded. No sentences gives
-    n = 0, the scores None, no signatures and "note": NOT_SCORED.
+    Returns {<each of SCORES>: float, "signatures": {<each of SCORES>: str}, "n": int, "tokenize": str};
+    bleu_lc is BLEU on lowercased text. Scores are sacrebleu's own corpus scores (0-100), not rounded.
+    No sentences gives n = 0, the scores None, no signatures and "note": NOT_SCORED.
     """
     hyps, refs = list(hyps), list(refs)
     if len(hyps) != len(refs):
@@ -95,15 +98,14 @@ def score(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str) -> dict:
             "(the hypothesis and reference files must be aligned line by line)"
         )
     if not hyps:
-        return {"n": 0, "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}, "bleu": None, "chrfpp": None,
-                "ter": None, "bleu_lc": None, "note": NOT_SCORED}
+        return {"n": 0, "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}, **dict.fromkeys(SCORES),
+                "note": NOT_SCORED}
     for name, seq in (("hypothesis", hyps), ("reference", refs)):
         for i, s in enumerate(seq):
             if not isinstance(s, str):
                 raise BabelflowError(f"{name} {i + 1} is {type(s).__name__}, not str")
-    bleu, chrf, ter, bleu_lc = metric_objects(tgt_lang)
     out: dict = {"n": len(hyps), "tokenize": bleu_tokenizer(tgt_lang), "signatures": {}}
-    for name, metric in (("bleu", bleu), ("chrfpp", chrf), ("ter", ter), ("bleu_lc", bleu_lc)):
+    for name, metric in zip(SCORES, metric_objects(tgt_lang)):
         result = metric.corpus_score(hyps, [refs])
         out[name] = float(result.score)
         out["signatures"][name] = str(metric.get_signature())

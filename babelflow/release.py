@@ -21,7 +21,7 @@ import yaml
 from babelflow.errors import InputError, IntegrityError
 from babelflow.io import atomic_dir, read_json, sha256_file, write_json, write_text
 from babelflow.languages import base_language
-from babelflow.metrics import REPEAT_RUN, repeats_a_word
+from babelflow.metrics import REPEAT_RUN, SCORES, repeats_a_word
 from babelflow.report import examples_block
 
 SUMS = "SHA256SUMS"
@@ -189,7 +189,7 @@ def _metrics_section(params: dict, eval_metrics: Any) -> list[str]:
     lines += ["| pair | n | BLEU | chrF++ | TER | BLEU, lowercased |", "|---|---:|---:|---:|---:|---:|"]
     def row(label: str, m: dict) -> str:
         # An empty test split has no scores (None), not scores of 0: its note says so below the table.
-        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in ("bleu", "chrfpp", "ter", "bleu_lc")]
+        cells = ["–" if m.get(k) is None else _fmt(m.get(k)) for k in SCORES]
         return f"| {label} | {m.get('n', '')} | " + " | ".join(cells) + " |"
 
     lines += [row(pair, pairs[pair]) for pair in sorted(pairs)]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from babelflow.curve import read_curve
-from babelflow.metrics import NOT_SCORED
+from babelflow.metrics import NOT_SCORED, SCORES
 
 
 def _cell(text: str) -> str:
@@ -20,11 +20,9 @@ def metrics_table(metrics: dict[str, dict]) -> list[str]:
     lines = ["| pair | n | BLEU | chrF++ | TER | BLEU, lowercased |", "|---|---:|---:|---:|---:|---:|"]
     for pair in sorted(metrics):
         m = metrics[pair]
-        if m["bleu"] is None:
-            lines.append(f"| {pair} | {m['n']} | – | – | – | – |")
-        else:
-            lc = "–" if m.get("bleu_lc") is None else f"{m['bleu_lc']:.2f}"  # metrics from before it existed
-            lines.append(f"| {pair} | {m['n']} | {m['bleu']:.2f} | {m['chrfpp']:.2f} | {m['ter']:.2f} | {lc} |")
+        # None: an empty test split, or (bleu_lc) metrics written before it existed.
+        cells = ["–" if m.get(k) is None else f"{m[k]:.2f}" for k in SCORES]
+        lines.append(f"| {pair} | {m['n']} | " + " | ".join(cells) + " |")
     unscored = [pair for pair in sorted(metrics) if metrics[pair]["bleu"] is None]
     return lines + (["", *(f"{pair}: {NOT_SCORED} (empty test split)." for pair in unscored)] if unscored else [])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from babelflow.config import ExternalTestSet, Params
 from babelflow.errors import BabelflowError, InputError, SourceUnavailableError
 from babelflow.io import atomic_dir, write_json, write_text
-from babelflow.metrics import NOT_SCORED, repetition, score, single_line
+from babelflow.metrics import NOT_SCORED, SCORES, repetition, score, single_line
 from babelflow.report import plot_learning_curve, render_report
 from tasks._common import Paths, stage_main
 
@@ -94,7 +94,7 @@ def macro_average(metrics: dict[str, dict]) -> dict:
     repeats = sum(m.get("repeats", 0) for m in metrics.values())
     return {
         "pairs": n,
-        **{k: sum(m[k] for m in scored) / n if n else None for k in ("bleu", "chrfpp", "ter", "bleu_lc")},
+        **{k: sum(m[k] for m in scored) / n if n else None for k in SCORES},
         "repeats": repeats, "repeats_share": repeats / outputs if outputs else None,
     }
 
