@@ -10,7 +10,9 @@ a word 4+ times in a row. Test is never read, so the winner can become a recipe.
 --data: a project whose data/ holds what the first stage of --stages reads (e.g. `dvc repro tokenize`
 ran there); each variant's folder links those outputs read-only and writes its own from --stages on
 (a variant that changes the tokenizer needs `--stages tokenize train`). Rerunning a finished variant
-resumes from its final checkpoint, so it costs a reload.
+resumes from its final checkpoint, so it costs a reload. `--stages` with no stage scores the --data
+project's own trained model (its data/train) with each variant's decoding settings: the decoding
+ablation (beam, length penalty, repetition ban) of a finished run, without training again.
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from babelflow.io import read_json, write_json  # noqa: E402
 from bench.pipeline import run_stages  # noqa: E402
 
 # The data stages in pipeline order: a variant links the outputs of those before its first stage.
-DATA_STAGES = ["raw", "clean", "tokenizer", "encoded"]
-FIRST_OUTPUT = {"clean": "clean", "tokenize": "tokenizer", "encode": "encoded", "train": None}
+DATA_STAGES = ["raw", "clean", "tokenizer", "encoded", "train"]
+FIRST_OUTPUT = {"clean": "clean", "tokenize": "tokenizer", "encode": "encoded", "train": "train", None: None}
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Variant:
     name: str
     overrides: list[str]
     steps: int
-    train_s: float
+    train_s: float | None  # None: no stage ran (a decoding variant of the --data project's model)
     dev: list[DevScore]
 
     @property
@@ -59,8 +61,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name.strip(), rest.split()
 
 
-def link_data(data: Path, work: Path, first_stage: str) -> None:
-    """Link into `work`/data the outputs of `data`/data made before `first_stage`."""
+def link_data(data: Path, work: Path, first_stage: str | None) -> None:
+    """Link into `work`/data the outputs of `data`/data made before `first_stage` (None: all of them,
+    the trained model included)."""
     stop = FIRST_OUTPUT.get(first_stage)
     (work / "data").mkdir(parents=True, exist_ok=True)
     for name in DATA_STAGES:
@@ -97,12 +100,12 @@ def score_dev(params, paths, limit: int = 0, split: str = "dev") -> list[DevScor
 def run_variant(args, name: str, overrides: list[str]) -> Variant:
     params = load_params(args.params, overrides)
     work = Path(args.work) / name
-    link_data(Path(args.data), work, args.stages[0])
+    link_data(Path(args.data), work, args.stages[0] if args.stages else None)
     t = time.monotonic()
     paths, seconds = run_stages(params, work, args.stages)
     state = read_json(paths.train / "train_state.json")
-    result = Variant(name, overrides, state["steps"], seconds.get("train", round(time.monotonic() - t, 1)),
-                     score_dev(params, paths, args.dev_sentences))
+    train_s = seconds.get("train", round(time.monotonic() - t, 1)) if args.stages else None
+    result = Variant(name, overrides, state["steps"], train_s, score_dev(params, paths, args.dev_sentences))
     write_json(work / "ablation.json", asdict(result))
     return result
 
@@ -113,7 +116,8 @@ def table(rows: list[Variant]) -> str:
            " | mean dev BLEU | repeats (4+) |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r.name} | {' '.join(r.overrides) or '-'} | {r.steps} | {r.train_s / 60:.1f} min | "
+        lines.append(f"| {r.name} | {' '.join(r.overrides) or '-'} | {r.steps} | "
+                     + ("-" if r.train_s is None else f"{r.train_s / 60:.1f} min") + " | "
                      + " | ".join(f"{d.bleu:.2f}" for d in r.dev)
                      + f" | {r.bleu:.2f} | {sum(d.repeats for d in r.dev)} of {sum(d.n for d in r.dev)} |")
     return "\n".join(lines)
@@ -124,7 +128,8 @@ def main() -> None:
     ap.add_argument("--params", required=True, help="the params file the variants change")
     ap.add_argument("--data", required=True, help="project folder whose data/ the variants start from")
     ap.add_argument("--variant", action="append", required=True, help="NAME or 'NAME: key=value ...' (repeatable)")
-    ap.add_argument("--stages", nargs="+", default=["train"], help="stages each variant runs (default: train)")
+    ap.add_argument("--stages", nargs="*", default=["train"],
+                    help="stages each variant runs (default: train; none: decode the --data project's model)")
     ap.add_argument("--dev-sentences", type=int, default=0, help="first N dev sentences per pair (0: all)")
     ap.add_argument("--work", default="/tmp/babelflow_ablate")
     args = ap.parse_args()
