@@ -19,6 +19,15 @@ scored: nothing is selected or tuned on it.
 Meta-learning trains on more de/fr tokens than the transfer init. `--matched-transfer` adds the
 baseline that closes that gap: a second project <work>/<preset>/matched/ whose train stage continues
 the transfer run for as many padded tokens as meta-learning added, adapted with the same budget and seeds.
+
+    python bench/meta_multi30k.py --project ../m30k_fr --matched-transfer --set 'adapt.seeds=[1,2,3,4,5]'
+
+--project: the transfer init is a finished run of a recipe with a held-out language instead (e.g.
+`make run RECIPE=multi30k-ende-fr`, converged, where the presets train for minutes). Its data stages and
+trained model are linked read-only into <work>/project/; meta and adapt run there with the project's
+params plus the preset's meta, adapt and evaluate sections. The matched baseline continues the project's
+own training, which resumes only under the code that trained it (the package is part of the checkpoints'
+key), so the script refuses to run it from a checkout whose babelflow/ differs from the project's.
 """
 from __future__ import annotations
 
@@ -35,14 +44,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from babelflow.config import Params  # noqa: E402
+import yaml  # noqa: E402
+
+from babelflow.config import Params, load_params  # noqa: E402
+from babelflow.errors import BabelflowError, ConfigError  # noqa: E402
 from babelflow.io import read_json, write_text  # noqa: E402
+from bench.ablate import link_data  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
-from bench.pipeline import add_arguments, preset_params, run_stages  # noqa: E402
+from bench.pipeline import PRESETS, add_arguments, preset_params, run_stages  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
 from tasks._common import Paths  # noqa: E402
 
 SECTION = "## Meta-learning vs transfer vs scratch (issue 6): `bench/meta_multi30k.py`"
+PROJECT_SECTION = ("## Meta-learning from the converged en->de+fr recipe model (issue 20): "
+                   "`bench/meta_multi30k.py --project`")
+# What --project takes from the preset: how to meta-learn, adapt and score; the rest is the project's.
+PRESET_SECTIONS = ("meta", "adapt", "evaluate")
 GOAL_KS = (500, 2000)
 GOAL_MARGIN = 1.0  # BLEU: the issue's goal is meta >= transfer + 1 at K = 500 and 2000
 
@@ -130,8 +147,9 @@ class MetaRun:
     matched: Matched | None = None
 
 
-def render(preset: str, args_line: str, run: MetaRun) -> str:
-    """The section's Markdown: the set-up, one table row per K and init, the verdicts."""
+def render(preset: str, args_line: str, run: MetaRun, project: Path | None = None) -> str:
+    """The section's Markdown: the set-up, one table row per K and init, the verdicts. `project`: the
+    recipe run whose trained model is the transfer init (--project)."""
     params, res = run.params, run.adapt
     m, t, a, mc = params.model.transformer, params.train, params.adapt, params.meta
     cs = res["languages"]["cs"]
@@ -151,8 +169,11 @@ def render(preset: str, args_line: str, run: MetaRun) -> str:
         f"- Model: Transformer d={m.d_model}, ffn {m.ffn_dim}, {m.heads} heads, {m.encoder_layers}+{m.decoder_layers} "
         f"layers, SentencePiece {params.tokenizer.vocab_size} (en/de/fr/cs), {int(run.train.get('parameters') or 0):,} "
         "parameters.",
-        f"- Transfer (train stage, en->de+fr): {t.max_steps} steps x {t.max_tokens} padded tokens, lr {t.lr}, warmup "
-        f"{t.warmup_steps}; {run.train.get('tokens_seen', 0):,} target tokens seen; dev BLEU (val, greedy, first "
+        f"- Transfer (train stage{f' of the project {project}' if project else ''}, en->de+fr): {t.max_steps} steps "
+        f"x {t.max_tokens} padded tokens, lr {t.lr}, warmup {t.warmup_steps}"
+        + (f", dropout {m.dropout}, the average of the last {run.train['averaged_checkpoints']} checkpoints"
+           if run.train.get("averaged_checkpoints", 1) > 1 else "")
+        + f"; {run.train.get('tokens_seen', 0):,} target tokens seen; dev BLEU (val, greedy, first "
         f"{run.dev_n} sentences) {dev['transfer']}.",
         f"- Meta (from transfer, en->de+fr only): {mc.algorithm}, {mc.meta_steps} meta-steps x {mc.tasks_per_step} "
         f"tasks x {mc.inner_steps} inner {mc.inner_optimizer} steps (lr {mc.inner_lr}) on {mc.support_tokens}-token "
@@ -197,7 +218,7 @@ def render(preset: str, args_line: str, run: MetaRun) -> str:
                        f"weights {which}: {status}. " + "; ".join(notes) + ".")
     out.append("- Transfer - scratch BLEU (what multilingual pre-training buys at this budget): " + ", ".join(
         f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}" for _, row in rows) + ".")
-    if preset == "cpu":
+    if preset == "cpu" and not project:
         out.append("- This is the `cpu` preset, smaller than the issue's (`--preset gpu`: d=256 3+3, 4000 x "
                    "8192-token train steps, 400 meta-steps, 1000 adapt steps, 2 seeds, beam 4), sized for about an "
                    "hour of a 2-core CPU.")
@@ -219,20 +240,56 @@ def dev_bleu(params: Params, paths: Paths, init_dir: Path, n: int) -> dict[str, 
             for lang, f in folders.items()}
 
 
-def matched_transfer(preset: str, args, params: Params, paths: Paths) -> tuple[Matched, Paths, dict]:
-    """A second project beside the first whose train stage continues the transfer run (same fingerprint:
-    inverse-sqrt does not depend on max_steps) to as many padded tokens as transfer plus meta-learning,
-    then adapts it alone; the transfer init itself stays as it was."""
-    steps = matched_train_steps(params)
-    longer = preset_params(f"meta-{preset}", [*args.overrides, f"train.max_steps={steps}", "adapt.inits=[transfer]"],
-                           args.corpus)
+def project_params(project: Path, preset: str, overrides, work: Path) -> Params:
+    """`project`'s params.yaml with the preset's meta, adapt and evaluate sections (both stages on), then
+    `overrides`; written to `work`/params.yaml first, the record of what ran."""
+    own = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    if not own.get("languages", {}).get("heldout"):
+        raise ConfigError(f"{project / 'params.yaml'}: languages.heldout is empty: nothing to adapt to "
+                          "(recipes/multi30k-ende-fr.yaml holds out cs)")
+    bench = yaml.safe_load((PRESETS / f"meta-{preset}.yaml").read_text(encoding="utf-8"))
+    for section in PRESET_SECTIONS:
+        own[section] = {**own.get(section, {}), **bench.get(section, {})}
+    own["meta"]["enabled"] = own["adapt"]["enabled"] = True
+    work.mkdir(parents=True, exist_ok=True)
+    write_text(work / "params.yaml", yaml.safe_dump(own, sort_keys=False, allow_unicode=True))
+    return load_params(work / "params.yaml", overrides)
+
+
+def require_same_code(project: Path) -> None:
+    """Refuse to continue `project`'s training from other code: the checkpoints' key holds every file of
+    the package, so it would start over (hours) instead of going on from the project's last step."""
+    from babelflow.checkpoint import code_fingerprint
+
+    ours, theirs = code_fingerprint(ROOT / "babelflow")["files"], code_fingerprint(project / "babelflow")["files"]
+    differ = sorted(f for f in ours.keys() | theirs.keys() if ours.get(f) != theirs.get(f))
+    if differ:
+        raise ConfigError(f"{project / 'babelflow'} differs from {ROOT / 'babelflow'} ({', '.join(differ[:3])}"
+                          f"{', ...' if len(differ) > 3 else ''}): --matched-transfer continues the project's "
+                          "training, which resumes only under the code that trained it; run this script from the "
+                          f"project's checkout (git -C {project} checkout <this commit> -- bench)")
+
+
+def bench_params(args, work: Path, overrides) -> Params:
+    """The run's params: the --project's own with the preset's meta, adapt and evaluate, else the preset."""
+    if args.project:
+        return project_params(Path(args.project).resolve(), args.preset, overrides, work)
+    return preset_params(f"meta-{args.preset}", overrides, args.corpus)
+
+
+def matched_transfer(longer: Params, paths: Paths, train_checkpoints: Path) -> tuple[Matched, Paths, dict]:
+    """A second project beside the first whose train stage continues the transfer run from
+    `train_checkpoints` (same fingerprint: inverse-sqrt does not depend on max_steps) to as many padded
+    tokens as transfer plus meta-learning, then adapts it alone; the transfer init stays as it was."""
     other = Paths(paths.root / "matched")
-    for folder in (paths.clean, paths.tokenizer, paths.encoded, paths.checkpoints("train")):
+    for folder in (paths.clean, paths.tokenizer, paths.encoded):
         target = other.root / folder.relative_to(paths.root)
-        if not target.exists():  # a rerun continues its own checkpoints
+        if not target.exists():
             shutil.copytree(folder, target)
+    if not other.checkpoints("train").exists():  # a rerun continues its own checkpoints
+        shutil.copytree(train_checkpoints, other.checkpoints("train"))
     other, seconds = run_stages(longer, other.root, ["train", "adapt"])
-    return Matched(steps, read_json(other.adapt / "results.json")), other, seconds
+    return Matched(longer.train.max_steps, read_json(other.adapt / "results.json")), other, seconds
 
 
 def main() -> None:
@@ -241,17 +298,28 @@ def main() -> None:
     ap.add_argument("--matched-transfer", action="store_true",
                     help="also adapt from the train stage continued for as many padded tokens as meta-learning "
                          "added (the budget-matched transfer baseline)")
-    ap.add_argument("--results", default=None, help="markdown file whose issue-6 section is replaced (default "
+    ap.add_argument("--project", default=None,
+                    help="a finished recipe run with a held-out language whose trained model is the transfer "
+                         "init (its data and model are linked, not rebuilt); the preset gives meta/adapt/evaluate")
+    ap.add_argument("--results", default=None, help="markdown file whose section is replaced (default "
                                                     "bench/RESULTS.md; for --preset smoke a copy under --work)")
     args = ap.parse_args()
     preset = args.preset
-    params = preset_params(f"meta-{preset}", args.overrides, args.corpus)
-    paths, seconds = run_stages(params, Path(args.work) / preset,
+    project = Path(args.project).resolve() if args.project else None
+    if project and args.matched_transfer:
+        require_same_code(project)  # before hours of meta and adapt, not after
+    root = Path(args.work) / ("project" if project else preset)
+    params = bench_params(args, root, args.overrides)
+    if project:
+        link_data(project, root, None)  # its raw .. train outputs, read-only; meta and adapt write here
+    paths, seconds = run_stages(params, root, ["meta", "adapt"] if project else
                                 ["collect", "clean", "tokenize", "encode", "train", "meta", "adapt"])
     inits = {"transfer": paths.train, "meta": paths.meta}
     matched = None
     if args.matched_transfer:
-        matched, other, more = matched_transfer(preset, args, params, paths)
+        longer = bench_params(args, root / "matched", [*args.overrides, "adapt.inits=[transfer]",
+                                                       f"train.max_steps={matched_train_steps(params)}"])
+        matched, other, more = matched_transfer(longer, paths, Paths(project or root).checkpoints("train"))
         inits["matched"] = other.train
         seconds.update({f"{stage}_matched": s for stage, s in more.items()})
     dev_n = 20 if preset == "smoke" else DEV_BLEU_SENTENCES
@@ -259,16 +327,22 @@ def main() -> None:
     run = MetaRun(params, read_json(paths.train / "train_state.json"), read_json(paths.meta / "meta_state.json"),
                   read_json(paths.adapt / "results.json"), bleu, dev_n, seconds, matched)
     args_line = (f"nice -n 10 .venv/bin/python bench/meta_multi30k.py --preset {preset}"
+                 + (f" --project {shlex.quote(args.project)}" if project else "")
                  + "".join(f" --set {shlex.quote(o)}" for o in args.overrides)
                  + (" --matched-transfer" if args.matched_transfer else ""))
-    body = render(preset, args_line, run)
+    body = render(preset, args_line, run, project)
     target = Path(args.results) if args.results else (
         paths.root / "RESULTS.smoke.md" if preset == "smoke" else ROOT / "bench" / "RESULTS.md")
     source = ROOT / "bench" / "RESULTS.md" if preset == "smoke" and not args.results else target
-    write_text(target, replace_section(source.read_text(encoding="utf-8"), SECTION, body))
+    section = PROJECT_SECTION if project else SECTION
+    write_text(target, replace_section(source.read_text(encoding="utf-8"), section, body))
     print(body)
-    print(f"wrote the issue-6 section of {target}")
+    print(f"wrote the section {section!r} of {target}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BabelflowError as exc:  # a bad --project or --set: one line, exit 2, as the stages say it
+        print(f"bench/meta_multi30k.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
