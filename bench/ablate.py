@@ -10,9 +10,10 @@ a word 4+ times in a row. Test is never read, so the winner can become a recipe.
 --data: a project whose data/ holds what the first stage of --stages reads (e.g. `dvc repro tokenize`
 ran there); each variant's folder links those outputs read-only and writes its own from --stages on (a
 variant that changes the tokenizer needs `--stages tokenize encode train`: train refuses data encoded
-by another tokenizer). Rerunning a finished variant resumes from its final checkpoint: a reload. `--stages` with no stage scores the --data
-project's own trained model (its data/train) with each variant's decoding settings: the decoding
-ablation (beam, length penalty, repetition ban) of a finished run, without training again.
+by another tokenizer). Rerunning a finished variant resumes from its final checkpoint: a reload.
+`--stages` with no stage scores the --data project's own trained model (its data/train) with each
+variant's decoding settings: the decoding ablation (beam, length penalty, repetition ban) of a
+finished run, without training again.
 """
 from __future__ import annotations
 
