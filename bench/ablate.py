@@ -31,7 +31,7 @@ from bench.pipeline import run_stages  # noqa: E402
 
 # The data stages in pipeline order: a variant links the outputs of those before its first stage.
 DATA_STAGES = ["raw", "clean", "tokenizer", "encoded", "train"]
-FIRST_OUTPUT = {"clean": "clean", "tokenize": "tokenizer", "encode": "encoded", "train": "train", None: None}
+FIRST_OUTPUT = {"clean": "clean", "tokenize": "tokenizer", "encode": "encoded", "train": "train"}
 
 
 @dataclass(frozen=True)

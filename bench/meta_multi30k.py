@@ -270,10 +270,10 @@ def require_same_code(project: Path) -> None:
                           f"project's checkout (git -C {project} checkout <this commit> -- bench)")
 
 
-def bench_params(args, work: Path, overrides) -> Params:
-    """The run's params: the --project's own with the preset's meta, adapt and evaluate, else the preset."""
-    if args.project:
-        return project_params(Path(args.project).resolve(), args.preset, overrides, work)
+def bench_params(args, project: Path | None, work: Path, overrides) -> Params:
+    """The run's params: `project`'s own with the preset's meta, adapt and evaluate, else the preset."""
+    if project:
+        return project_params(project, args.preset, overrides, work)
     return preset_params(f"meta-{args.preset}", overrides, args.corpus)
 
 
@@ -309,7 +309,7 @@ def main() -> None:
     if project and args.matched_transfer:
         require_same_code(project)  # before hours of meta and adapt, not after
     root = Path(args.work) / ("project" if project else preset)
-    params = bench_params(args, root, args.overrides)
+    params = bench_params(args, project, root, args.overrides)
     if project:
         link_data(project, root, None)  # its raw .. train outputs, read-only; meta and adapt write here
     paths, seconds = run_stages(params, root, ["meta", "adapt"] if project else
@@ -317,8 +317,8 @@ def main() -> None:
     inits = {"transfer": paths.train, "meta": paths.meta}
     matched = None
     if args.matched_transfer:
-        longer = bench_params(args, root / "matched", [*args.overrides, "adapt.inits=[transfer]",
-                                                       f"train.max_steps={matched_train_steps(params)}"])
+        longer = bench_params(args, project, root / "matched", [*args.overrides, "adapt.inits=[transfer]",
+                                                                f"train.max_steps={matched_train_steps(params)}"])
         matched, other, more = matched_transfer(longer, paths, Paths(project or root).checkpoints("train"))
         inits["matched"] = other.train
         seconds.update({f"{stage}_matched": s for stage, s in more.items()})

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from babelflow.metrics import metric_objects, score  # noqa: E402
+from babelflow.metrics import SCORES, metric_objects, score  # noqa: E402
 
 MARGIN = 1.0  # BLEU: each direction within 1 of its bilingual model, or better
 RESAMPLES = 1000
@@ -59,7 +59,7 @@ def paired_bootstrap(hyps_a: list[str], hyps_b: list[str], refs: list[str], lang
                      resamples: int = RESAMPLES, seed: int = 12345) -> tuple[float, float]:
     """95 % interval of BLEU(b) - BLEU(a) over test sets resampled with replacement, the same sentences
     for both systems in each resample (Koehn 2004), from sacrebleu's per-sentence BLEU statistics."""
-    bleu = metric_objects(lang)[0]
+    bleu = dict(zip(SCORES, metric_objects(lang)))["bleu"]  # the BLEU `score` reports
     stats = [np.array(bleu._extract_corpus_statistics(h, [refs]), dtype=np.int64) for h in (hyps_a, hyps_b)]
     rng = np.random.default_rng(seed)
     diffs = []

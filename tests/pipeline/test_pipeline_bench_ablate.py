@@ -6,14 +6,13 @@ import json
 from argparse import Namespace
 from pathlib import Path
 
-import sentencepiece as spm
 import yaml
 
 from babelflow.config import load_params
 from babelflow.io import write_json
 from babelflow.models import build_model, save_model
 from bench import ablate
-from tests.pipeline.tiny_project import TINY_PARAMS
+from tests.pipeline.tiny_project import TINY_PARAMS, tokenized_project
 
 
 def trained_project(tmp_path: Path) -> tuple[Path, Path]:
@@ -22,16 +21,7 @@ def trained_project(tmp_path: Path) -> tuple[Path, Path]:
     params["meta"]["enabled"] = params["adapt"]["enabled"] = False
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
-    project = tmp_path / "project"
-    clean = project / "data" / "clean" / "en-de"
-    clean.mkdir(parents=True)
-    text = ["a small dog runs", "two men sit on a bench", "ein kleiner Hund rennt", "zwei Männer sitzen"] * 10
-    for side in ("src", "tgt"):
-        (clean / f"dev.{side}").write_text("".join(t + "\n" for t in text[:8]), encoding="utf-8")
-    tok = project / "data" / "tokenizer"
-    tok.mkdir(parents=True)
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_prefix=str(tok / "spm"), vocab_size=30,
-                                   user_defined_symbols=["<2de>"], pad_id=0, unk_id=1, bos_id=2, eos_id=3)
+    project = tokenized_project(tmp_path, dev_lines=8)
     model = build_model(load_params(params_file).model, 30)
     save_model(model, project / "data" / "train")
     write_json(project / "data" / "train" / "train_state.json", {"steps": 123})

@@ -5,26 +5,12 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
-import sentencepiece as spm
 import yaml
 
 from bench import joeynmt_budget as jb
+from tests.pipeline.tiny_project import tokenized_project as tiny_project
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_project(tmp_path: Path, dev_lines: int) -> Path:
-    clean = tmp_path / "project" / "data" / "clean" / "en-de"
-    clean.mkdir(parents=True)
-    text = ["a small dog runs", "two men sit on a bench", "ein kleiner Hund rennt", "zwei Männer sitzen"] * 100
-    for split, n in (("train", 40), ("dev", dev_lines), ("test", 10)):
-        for side in ("src", "tgt"):
-            (clean / f"{split}.{side}").write_text("".join(t + "\n" for t in text[:n]), encoding="utf-8")
-    tok = tmp_path / "project" / "data" / "tokenizer"
-    tok.mkdir(parents=True)
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_prefix=str(tok / "spm"), vocab_size=30,
-                                   user_defined_symbols=["<2de>"], pad_id=0, unk_id=1, bos_id=2, eos_id=3)
-    return tmp_path / "project"
 
 
 def args_for(project: Path, tmp_path: Path) -> Namespace:

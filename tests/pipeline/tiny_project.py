@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import sentencepiece as spm
 import yaml
 
 from babelflow.config import parse_params
@@ -114,3 +115,19 @@ def stale_stages(root: Path, *args: str) -> dict:
     status = json.loads(sh(["dvc", "status", "--json", *args], root).stdout)
     assert status.pop("inputs", ["always changed"]) == ["always changed"], status
     return status
+
+
+def tokenized_project(tmp_path: Path, dev_lines: int) -> Path:
+    """tmp_path/project with the data a bench reads after tokenize: clean en-de train (40 lines), dev
+    (`dev_lines`) and test (10), and a 30-piece SentencePiece model with the <2de> tag."""
+    clean = tmp_path / "project" / "data" / "clean" / "en-de"
+    clean.mkdir(parents=True)
+    text = ["a small dog runs", "two men sit on a bench", "ein kleiner Hund rennt", "zwei Männer sitzen"] * 100
+    for split, n in (("train", 40), ("dev", dev_lines), ("test", 10)):
+        for side in ("src", "tgt"):
+            (clean / f"{split}.{side}").write_text("".join(t + "\n" for t in text[:n]), encoding="utf-8")
+    tok = tmp_path / "project" / "data" / "tokenizer"
+    tok.mkdir(parents=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_prefix=str(tok / "spm"), vocab_size=30,
+                                   user_defined_symbols=["<2de>"], pad_id=0, unk_id=1, bos_id=2, eos_id=3)
+    return tmp_path / "project"
