@@ -11,12 +11,12 @@ penalty (bench/decode_speed.py counts the lines).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 from babelflow.decode import Hypothesis, length_limit, length_sorted_batches
 from babelflow.errors import BabelflowError, InputError
+from babelflow.executor import usable_cpus
 from babelflow.io import sha256_file
 
 PROVENANCE = "babelflow_export.json"  # written by `babelflow export` next to the CTranslate2 files
@@ -73,7 +73,7 @@ class CT2Decoder:
             raise BabelflowError(f"--quantization {compute_type}: not a compute type CTranslate2 supports on "
                                  f"{device} here; use one of {', '.join(sorted(supported))}")
         if device == "cpu" and parallel_batches:
-            inter, intra = threads or os.cpu_count() or 1, 1
+            inter, intra = threads or usable_cpus(), 1
         else:
             inter, intra = 1, threads if device == "cpu" else 0  # 0: CTranslate2's default
         self.translator = ctranslate2.Translator(str(self.folder), device=device, device_index=int(index or 0),

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from babelflow.errors import InputError
-from babelflow.executor import DaskCluster, ordered_map
+from babelflow.executor import DaskCluster, ordered_map, usable_cpus
 from babelflow.io import write_json
 
 log = logging.getLogger("babelflow.encode")
@@ -244,7 +244,7 @@ def encode_corpus(clean_dir: str | Path, out_dir: str | Path, tokenizer_path: st
     dtype = dtype_for(tok.vocab_size)
     manifest: dict = {"format": FORMAT, "dtype": dtype.name, "vocab_size": tok.vocab_size, "tokenizer_sha256": sha,
                       "max_placeholders": max_placeholders, "pairs": {}}
-    executor = make_executor(address, workers or len(os.sched_getaffinity(0)), tok_key, model)
+    executor = make_executor(address, workers or usable_cpus(), tok_key, model)
     try:
         for pair in pairs:
             folder = clean_dir / pair

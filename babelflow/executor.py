@@ -4,8 +4,19 @@ submitted a window at a time and their results taken in submission order, so the
 those of a local run and memory stays bounded by the chunks in flight."""
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: what "0 = all cores" means for worker processes and torch
+    threads alike. The affinity mask, not os.cpu_count(): a container or `taskset` may see 64 cores and
+    be allowed 2, and 64 workers or threads on 2 cores spend their time waiting on each other."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API on this platform (macOS)
+        return os.cpu_count() or 1
 
 
 class DaskCluster:

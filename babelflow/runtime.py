@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from babelflow.errors import BabelflowError
+from babelflow.executor import usable_cpus
 
 
 def seed_all(seed: int) -> None:
@@ -56,7 +57,7 @@ def configure(device: torch.device, threads: int = 0) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         return
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or usable_cpus())
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 

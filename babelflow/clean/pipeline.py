@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import uuid
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +25,7 @@ from babelflow.clean.worker import NormSettings, process_chunk
 from babelflow.corpus.split import SPLITS
 from babelflow.digests import DigestSet
 from babelflow.errors import BabelflowError, InputError
-from babelflow.executor import DaskCluster, ordered_map
+from babelflow.executor import DaskCluster, ordered_map, usable_cpus
 from babelflow.io import MAX_LINE_BYTES, chunks
 from babelflow.languages import base_language
 
@@ -150,14 +149,6 @@ def _read_pairs(src_path: Path, tgt_path: Path, on_error: str, report: SplitRepo
             yield line_no, texts[0], texts[1]
 
 
-def _usable_cpus() -> int:
-    # The affinity mask, not os.cpu_count(): a container may see 64 cores and be allowed 2.
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 class WorkerDied(BabelflowError):
     """A pool worker ended without a result (killed by a signal, e.g. the out-of-memory killer)."""
 
@@ -185,7 +176,7 @@ class Cleaner:
         self.cluster = None
         self.run_langs = run_langs
         self.norm = NormSettings(cfg.unicode_form, cfg.unescape_html, cfg.strip_markup, cfg.strip_accelerators)
-        self.workers = cfg.workers or _usable_cpus()
+        self.workers = cfg.workers or usable_cpus()
         self.pool = None
 
     def __enter__(self) -> "Cleaner":
