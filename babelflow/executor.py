@@ -1,7 +1,8 @@
 """Where clean and encode run their chunks beyond this machine: a Dask distributed cluster
 (`executor.address` in params.yaml). dask is imported only when an address is set. Chunks are
 submitted a window at a time and their results taken in submission order, so the output bytes are
-those of a local run and memory stays bounded by the chunks in flight."""
+those of a local run and memory stays bounded by the chunks in flight. On this machine, `usable_cpus`
+is how many cores "0 = all cores" means, for worker processes and torch threads alike."""
 from __future__ import annotations
 
 import os
