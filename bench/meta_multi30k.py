@@ -185,7 +185,8 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
            "same adaptation and seeds: meta-learning must beat it too to be more than extra training"
            + (f"; dev BLEU {dev['matched']}" if "matched" in dev else "") + "."] if run.matched else []),
         f"- Adaptation (every init, every K): {a.steps} AdamW steps x {a.max_tokens} padded tokens, lr {a.lr}; kept: "
-        f"{kept}; seeds {list(a.seeds)}; scratch = random init of the same model.",
+        f"{kept}; seeds {list(a.seeds)}" + ("; scratch = random init of the same model." if "scratch" in a.inits
+                                             else "; no scratch init (adapt.inits)."),
         f"- Test: test_2016_flickr en->cs, {cs['test_sentences']} sentences, beam {params.evaluate.beam_size}. "
         f"BLEU `{res['signatures']['cs']['bleu']}`; chrF++ `{res['signatures']['cs']['chrfpp']}`.",
         "",
@@ -197,7 +198,7 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
     ]
     rows = sorted(cs["k"].items(), key=lambda kv: int(kv[0]))
     for key, row in rows:
-        inits = {i: row[i] for i in ("scratch", "transfer", "meta")}
+        inits = {i: row[i] for i in ("scratch", "transfer", "meta") if i in row}  # adapt.inits may omit scratch
         inits.update({"matched transfer": matched[key]["transfer"]} if key in matched else {})
         for name, e in inits.items():
             dev_kept = e.get(f"{a.select_metric}_kept_mean")
@@ -216,8 +217,10 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
             status = "cannot be judged" if met is None else ("**met**" if met else "**not met**")
             out.append(f"- Goal meta >= {baseline} + {GOAL_MARGIN:g} BLEU at K = {' and '.join(map(str, GOAL_KS))}, "
                        f"weights {which}: {status}. " + "; ".join(notes) + ".")
-    out.append("- Transfer - scratch BLEU (what multilingual pre-training buys at this budget): " + ", ".join(
-        f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}" for _, row in rows) + ".")
+    if all("scratch" in row for _, row in rows):
+        out.append("- Transfer - scratch BLEU (what multilingual pre-training buys at this budget): " + ", ".join(
+            f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}" for _, row in rows)
+            + ".")
     if preset == "cpu" and not project:
         out.append("- This is the `cpu` preset, smaller than the issue's (`--preset gpu`: d=256 3+3, 4000 x "
                    "8192-token train steps, 400 meta-steps, 1000 adapt steps, 2 seeds, beam 4), sized for about an "

@@ -140,3 +140,18 @@ def test_paired_difference_has_a_t_interval_and_counts_wins():
     assert bench.paired([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == "+2.00 [-0.48, +4.48], 3/3"
     assert bench.paired([1.0, 1.0], [2.0, 0.5]) == "-0.25 [-9.78, +9.28], 1/2"
     assert bench.paired([1.5], [1.0]) == "+0.50 (one seed)"
+
+
+def test_render_without_a_scratch_init():
+    # adapt.inits=[transfer, meta]: the comparison is meta vs (matched) transfer; a scratch row
+    # costs a fine-tuning run per K and seed, so a run may leave it out and the table must still render.
+    params = bench.preset_params("meta-cpu", ["adapt.inits=[transfer,meta]"])
+    rows = {str(k): {"k_used": k, "transfer": _entry([3.0, 3.2]), "meta": _entry([4.4, 4.6])} for k in (500, 2000)}
+    results = {"languages": {"cs": {"test_sentences": 1000, "k": rows}},
+               "signatures": {"cs": {"bleu": "B", "chrfpp": "C"}}, "budget": {"device": "cpu"}}
+    body = bench.render("cpu", "cmd", bench.MetaRun(
+        params, {"tokens_seen": 1, "parameters": 1}, {"query_loss_first": 1, "query_loss_last": 1}, results,
+        {"transfer": {"de": 1.0}, "meta": {"de": 1.0}}, 300, {"adapt": 9}))
+    assert "| scratch |" not in body and "Transfer - scratch" not in body and "no scratch init" in body
+    assert "| 500 | transfer | 3.10 ± 0.10 |" in body
+    assert "Goal meta >= transfer + 1 BLEU at K = 500 and 2000, weights kept: **met**" in body
