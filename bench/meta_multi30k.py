@@ -156,6 +156,8 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
     matched = run.matched.adapt["languages"]["cs"]["k"] if run.matched else {}
     reused = res.get("runs_reused", 0) + (run.matched.adapt.get("runs_reused", 0) if run.matched else 0)
     metric = "dev loss" if a.select_metric == "dev_loss" else "dev BLEU"
+    # The params say which inits the adapt stage fine-tuned; every row and line below follows them.
+    row_inits = tuple(i for i in ("scratch", "transfer", "meta") if i in a.inits)
     dev = {init: ", ".join(f"en->{lang} {v:.2f}" for lang, v in sorted(b.items())) for init, b in run.dev_bleu.items()}
     kept = (f"the weights with the best en->cs {metric} (val, {f'first {a.select_sentences}' if a.select_sentences else 'all'}"
             f" sentences), checked at step 0, every {a.select_every} steps and at the last step" if a.select_every
@@ -185,7 +187,7 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
            "same adaptation and seeds: meta-learning must beat it too to be more than extra training"
            + (f"; dev BLEU {dev['matched']}" if "matched" in dev else "") + "."] if run.matched else []),
         f"- Adaptation (every init, every K): {a.steps} AdamW steps x {a.max_tokens} padded tokens, lr {a.lr}; kept: "
-        f"{kept}; seeds {list(a.seeds)}" + ("; scratch = random init of the same model." if "scratch" in a.inits
+        f"{kept}; seeds {list(a.seeds)}" + ("; scratch = random init of the same model." if "scratch" in row_inits
                                              else "; no scratch init (adapt.inits)."),
         f"- Test: test_2016_flickr en->cs, {cs['test_sentences']} sentences, beam {params.evaluate.beam_size}. "
         f"BLEU `{res['signatures']['cs']['bleu']}`; chrF++ `{res['signatures']['cs']['chrfpp']}`.",
@@ -198,7 +200,7 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
     ]
     rows = sorted(cs["k"].items(), key=lambda kv: int(kv[0]))
     for key, row in rows:
-        inits = {i: row[i] for i in ("scratch", "transfer", "meta") if i in row}  # adapt.inits may omit scratch
+        inits = {i: row[i] for i in row_inits}
         inits.update({"matched transfer": matched[key]["transfer"]} if key in matched else {})
         for name, e in inits.items():
             dev_kept = e.get(f"{a.select_metric}_kept_mean")
@@ -217,7 +219,7 @@ def render(preset: str, args_line: str, run: MetaRun, project: Path | None = Non
             status = "cannot be judged" if met is None else ("**met**" if met else "**not met**")
             out.append(f"- Goal meta >= {baseline} + {GOAL_MARGIN:g} BLEU at K = {' and '.join(map(str, GOAL_KS))}, "
                        f"weights {which}: {status}. " + "; ".join(notes) + ".")
-    if all("scratch" in row for _, row in rows):
+    if "scratch" in row_inits:
         out.append("- Transfer - scratch BLEU (what multilingual pre-training buys at this budget): " + ", ".join(
             f"K={row['k_used']} {row['transfer']['bleu_mean'] - row['scratch']['bleu_mean']:+.2f}" for _, row in rows)
             + ".")
