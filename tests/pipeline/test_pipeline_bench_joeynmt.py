@@ -55,6 +55,9 @@ def test_decode_configs_read_the_whole_split(tmp_path):
     test = yaml.safe_load(jb.joeynmt_config(args, work, 0.005, 300, "test").read_text(encoding="utf-8"))
     assert "sample_dev_subset" not in dev["data"] and "test" not in dev["data"]
     assert test["data"]["test"].endswith("/test") and "sample_dev_subset" not in test["data"]
+    # JoeyNMT's test mode decodes every split its config names: the test decode names test alone, so the
+    # dev split (already decoded by the dev phase) is not decoded a second time.
+    assert "dev" not in test["data"] and dev["data"]["dev"].endswith("/dev")
     # A dev split smaller than the validation sample is validated whole (JoeyNMT refuses a larger subset).
     small = yaml.safe_load(jb.joeynmt_config(args_for(tiny_project(tmp_path / "s", 30), tmp_path / "s"),
                                              tmp_path / "s" / "w", 0.005, 300, "train").read_text(encoding="utf-8"))
