@@ -331,10 +331,8 @@ def main() -> None:
     bleu = {init: dev_bleu(params, paths, folder, dev_n) for init, folder in inits.items()}
     run = MetaRun(params, read_json(paths.train / "train_state.json"), read_json(paths.meta / "meta_state.json"),
                   read_json(paths.adapt / "results.json"), bleu, dev_n, seconds, matched)
-    args_line = (f"nice -n 10 .venv/bin/python bench/meta_multi30k.py --preset {preset}"
-                 + (f" --project {shlex.quote(args.project)}" if project else "")
-                 + "".join(f" --set {shlex.quote(o)}" for o in args.overrides)
-                 + (" --matched-transfer" if args.matched_transfer else ""))
+    # The command as it ran, every flag in it (a rebuilt template once showed a `nice` no run had used).
+    args_line = "python bench/meta_multi30k.py " + shlex.join(sys.argv[1:])
     body = render(preset, args_line, run, project)
     target = Path(args.results) if args.results else (
         paths.root / "RESULTS.smoke.md" if preset == "smoke" else ROOT / "bench" / "RESULTS.md")

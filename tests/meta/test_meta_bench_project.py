@@ -4,6 +4,7 @@ own training, which only the code that trained it can resume."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -78,6 +79,8 @@ def test_project_run_adapts_the_projects_model_and_continues_its_training(tmp_pa
     assert yaml.safe_load((work / "matched" / "data" / "train" / "train_state.json").read_text())["steps"] == steps
     body = results.read_text(encoding="utf-8")
     assert "_Not measured yet._" not in body and f"--project {project}" in body
+    # The Command line is the command that ran (it was a template with `nice -n 10` that this run never used).
+    assert f"- Command: `python bench/meta_multi30k.py {shlex.join(cmd[2:])}`" in body, body[:1500]
     assert "| 50 | matched transfer |" in body and f"Transfer (train stage of the project {project}" in body
     # The project itself is left as it was: its checkpoints are where they were, no stage wrote into it.
     assert sorted(p.name for p in (project / "data" / "checkpoints" / "train").iterdir()) == before
