@@ -106,11 +106,16 @@ def run_outputs(clone: Path, rc: int) -> dict:
     evaluation = read_json(clone / "data/eval/metrics.json")
 
     def cells(m: dict) -> str:  # an empty test split has no scores (n = 0, not scored)
-        return " | ".join("–" if m.get(k) is None else f"{m[k]:.1f}" for k in ("bleu", "chrfpp", "ter"))
+        return " | ".join(["–" if m.get(k) is None else f"{m[k]:.1f}" for k in ("bleu", "chrfpp", "ter")]
+                          + [str(m.get("repeats", "–"))])
 
-    scores = ["| pair | test sentences | BLEU | chrF++ | TER |", "|---|---|---|---|---|"]
+    # The last column is issue 20's check: outputs that repeat one word 4+ times in a row.
+    scores = ["| pair | test sentences | BLEU | chrF++ | TER | outputs repeating a word 4+ times |",
+              "|---|---|---|---|---|---|"]
     scores += [f"| {pair} | {m['n']} | {cells(m)} |" for pair, m in evaluation.items() if pair not in ("macro", "external")]
-    scores += [f"| macro average | | {cells(evaluation['macro'])} |"] if evaluation.get("macro") else []
+    if evaluation.get("macro"):
+        repeats = sum(m.get("repeats", 0) for p, m in evaluation.items() if p not in ("macro", "external"))
+        scores += [f"| macro average | | {cells({**evaluation['macro'], 'repeats': f'{repeats} in all'})} |"]
     sigs = next((m["signatures"] for m in evaluation.values() if isinstance(m, dict) and "signatures" in m), {})
     results, inits, adapt = read_json(clone / "data/adapt/results.json"), ["scratch", "transfer", "meta"], []
     for entry in results["languages"].values() if results.get("enabled") else ():
@@ -126,7 +131,7 @@ def run_outputs(clone: Path, rc: int) -> dict:
 
 
 def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: list[str],
-           rerun_s: float, outputs: dict) -> str:
+           rerun_s: float, outputs: dict, commit: str) -> str:
     load = os.getloadavg()
     verdict = "met" if rc == 0 and total <= BUDGET_S else "NOT met"
     stage_rows = "\n".join(f"| {name} | {sec / 60:.1f} |" for name, sec in durations)
@@ -134,6 +139,7 @@ def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: l
     return f"""- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 - Machine: {cpu_description()}, Python {platform.python_version()},
   no GPU; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)
+- Commit: {commit}
 - Command: `python bench/default_run.py --write` (fresh `git clone`, then the README's `make run`,
   venv set-up from the local package index included)
 
@@ -187,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         noop = not ran
         raise_max_steps(args.work)
         rerun, rerun_s = repro(args.work)
-    text = render(total, durations, rc, noop, noop_s, rerun, rerun_s, outputs)
+    commit = subprocess.run(["git", "-C", str(args.work), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    text = render(total, durations, rc, noop, noop_s, rerun, rerun_s, outputs, commit)
     print(f"{SECTION}\n\n{text}")
     if args.write:
         results = ROOT / "bench" / "RESULTS.md"
