@@ -4,8 +4,6 @@
 # release with several GB of CUDA wheels, so we ask for the CPU build 2.13.0 explicitly; where the
 # system Python already has torch (a GPU box), the venv inherits it and nothing is reinstalled.
 set -euo pipefail
-# --no-compile: pip would byte-compile every module of torch, Prefect and DVC at install (about 45 s of
-# the 2-core set-up, measured); Python compiles the few a stage imports on first use instead.
 cd "$(dirname "$0")/.."
 VENV="${BABELFLOW_VENV:-.venv}"
 PY="${PYTHON:-python3}"
@@ -21,13 +19,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "[bootstrap] installing torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check "torch==2.13.0"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 fi
 # Reinstall only when the dependency list changed, so repeated runs cost a second.
 stamp="$VENV/.babelflow-deps"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[bootstrap] installing babelflow and its dependencies into $VENV"
-  "$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
   echo "$want" > "$stamp"
 fi
