@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from babelflow.io import read_json, write_text  # noqa: E402
-from bench.machine import cpu_description  # noqa: E402
+from bench.machine import cpu_description, git_commit  # noqa: E402
 from bench.results_file import replace_section  # noqa: E402
 
 SECTION = "## Default pipeline run (issue 2): `make run`"
@@ -113,9 +113,9 @@ def run_outputs(clone: Path, rc: int) -> dict:
     scores = ["| pair | test sentences | BLEU | chrF++ | TER | outputs repeating a word 4+ times |",
               "|---|---|---|---|---|---|"]
     scores += [f"| {pair} | {m['n']} | {cells(m)} |" for pair, m in evaluation.items() if pair not in ("macro", "external")]
-    if evaluation.get("macro"):
-        repeats = sum(m.get("repeats", 0) for p, m in evaluation.items() if p not in ("macro", "external"))
-        scores += [f"| macro average | | {cells({**evaluation['macro'], 'repeats': f'{repeats} in all'})} |"]
+    if macro := evaluation.get("macro"):  # its `repeats` is the evaluate stage's sum over the pairs
+        total_repeats = f"{macro.get('repeats', '–')} in all"
+        scores += [f"| macro average | | {cells({**macro, 'repeats': total_repeats})} |"]
     sigs = next((m["signatures"] for m in evaluation.values() if isinstance(m, dict) and "signatures" in m), {})
     results, inits, adapt = read_json(clone / "data/adapt/results.json"), ["scratch", "transfer", "meta"], []
     for entry in results["languages"].values() if results.get("enabled") else ():
@@ -131,7 +131,7 @@ def run_outputs(clone: Path, rc: int) -> dict:
 
 
 def render(total: float, durations, rc: int, noop: bool, noop_s: float, rerun: list[str],
-           rerun_s: float, outputs: dict, commit: str) -> str:
+           rerun_s: float, outputs: dict, commit: str | None) -> str:
     load = os.getloadavg()
     verdict = "met" if rc == 0 and total <= BUDGET_S else "NOT met"
     stage_rows = "\n".join(f"| {name} | {sec / 60:.1f} |" for name, sec in durations)
@@ -193,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         noop = not ran
         raise_max_steps(args.work)
         rerun, rerun_s = repro(args.work)
-    commit = subprocess.run(["git", "-C", str(args.work), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    text = render(total, durations, rc, noop, noop_s, rerun, rerun_s, outputs, commit)
+    text = render(total, durations, rc, noop, noop_s, rerun, rerun_s, outputs, git_commit(args.work))
     print(f"{SECTION}\n\n{text}")
     if args.write:
         results = ROOT / "bench" / "RESULTS.md"

@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from babelflow import failpoints  # noqa: E402
 from babelflow.io import write_json  # noqa: E402  (none of these needs a third-party package)
+from bench.machine import git_commit  # noqa: E402
 from bench.timing import best_of  # noqa: E402
 
 # NVIDIA's H100 SXM and H200 datasheets: bf16 Tensor Core 1,979 TFLOP/s "with sparsity"; dense is half.
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 def drive(args, out: Path, work: Path, t0: float) -> int:
     summary: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                      "gpu": None, "torch": _installed_version("torch"), "dry_run": args.dry_run,
-                     "commit": _git_commit(), "label": args.label, "budget_s": args.budget_s, "command": sys.argv}
+                     "commit": git_commit(ROOT), "label": args.label, "budget_s": args.budget_s, "command": sys.argv}
     data, synthetic = args.data and Path(args.data), False
     if data:
         summary["data"] = f"Multi30k from {data}"
@@ -557,13 +558,6 @@ def _installed_version(name: str) -> str | None:
 
     with contextlib.suppress(PackageNotFoundError):
         return version(name)
-    return None
-
-
-def _git_commit() -> str | None:
-    with contextlib.suppress(subprocess.SubprocessError, OSError):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
     return None
 
 

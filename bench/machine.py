@@ -1,9 +1,11 @@
-"""One line describing the CPU a benchmark ran on, read from the machine instead of written by hand
-(the RESULTS sections outlive the host they were measured on)."""
+"""What a benchmark ran on, read from the machine instead of written by hand (the RESULTS sections
+outlive the host they were measured on): one line describing the CPU, and the commit of the code."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -34,3 +36,12 @@ def cpu_description() -> str:
         vector = " (" + ", ".join([u for u, f in (("AVX2", "avx2"),) if f in flags]
                                   + ["AVX-512" if "avx512f" in flags else "no AVX-512"]) + ")"
     return f"{os.cpu_count()}-core {name} {platform.machine()}{vector}"
+
+
+def git_commit(folder: Path) -> str | None:
+    """The short commit checked out in `folder`, or None where there is no git or no repository (a
+    device machine may get the tree without its .git)."""
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    return None
